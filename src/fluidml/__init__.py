@@ -1,0 +1,15 @@
+"""fluidml: machine-learning pipelines as graphs of tasks, with grid search, result caching and
+parallel runs.
+
+The public names live where the API reference puts them: ``fluidml`` (below), ``fluidml.task``,
+``fluidml.storage``, ``fluidml.exception``.
+"""
+
+from fluidml.flow import Flow
+from fluidml.logging import configure_logging
+from fluidml.task import Task
+from fluidml.task_spec import TaskSpec
+
+__version__ = "0.4.0"
+
+__all__ = ["Flow", "Task", "TaskSpec", "__version__", "configure_logging"]

@@ -1,0 +1,349 @@
+"""Config grids: expansion (product, zip, zip groups), relevant and prepared configs, the config hash.
+
+Expansion reproduces the original fluidml's counts and order exactly, including its quirks
+(a list of lists is flattened, a list wrapped in a list is a literal value, a list of dicts varies
+its inner values fastest). It works in two stages:
+
+1. ``_stage1`` takes the cartesian product over the keys of every dict (first key slowest). A list
+   is a list of alternatives; a dict inside a list becomes a *bundle* of its own expansions.
+2. ``_stage2`` flattens what stage 1 left nested: lists of alternatives inside chosen values and
+   bundles, again as a product over keys.
+
+Zip and zip groups are constraints: every alternative taken from a grouped list binds its group id
+to its position, and a configuration survives only if each group id is bound to one position. The
+constraints are checked while the product is built, so a zip of k lists of n values costs O(k*n),
+not O(n**k) as a product-then-filter would.
+"""
+
+import hashlib
+import json
+from typing import Any, Callable, Dict, List, Optional
+
+from fluidml.exception import GridSearchExpansionError, TaskSpecError
+
+__all__ = [
+    "HashedConfig",
+    "config_digest",
+    "config_hash",
+    "expand_config",
+    "hashed_config",
+    "prepared_config",
+    "register_expansion",
+    "relevant_config",
+    "to_json_config",
+]
+
+ExpansionFn = Callable[..., List[Dict[str, Any]]]
+_CUSTOM_EXPANSIONS: Dict[str, ExpansionFn] = {}
+_CONFLICT = object()
+
+
+def register_expansion(expand_id: str, fn: ExpansionFn) -> None:
+    """Registers a custom ``expand`` method: ``fn(config, group_prefix=...)`` returns a list of dicts."""
+    if expand_id in ("product", "zip"):
+        raise ValueError(f'"{expand_id}" is a built-in expansion method and cannot be replaced.')
+    _CUSTOM_EXPANSIONS[expand_id] = fn
+
+
+def expansion_ids() -> List[str]:
+    """All valid ``expand`` ids."""
+    return ["product", "zip", *_CUSTOM_EXPANSIONS]
+
+
+class _Alt(dict):
+    """A dict built in stage 1, with the group bindings (group id -> position) it already made."""
+
+    __slots__ = ("binds",)
+
+
+class _Ctx:
+    __slots__ = ("prefix", "zip_group", "spec_name", "empty")
+
+    def __init__(self, prefix: Optional[str], zip_group: Optional[str], spec_name: Optional[str]):
+        self.prefix = prefix
+        self.zip_group = zip_group
+        self.spec_name = spec_name
+        self.empty: List[str] = []
+
+
+def _merge(b1: Optional[dict], b2: Optional[dict]) -> Any:
+    """Unites two binding dicts; returns _CONFLICT when a group is bound to two positions."""
+    if not b2:
+        return b1
+    if not b1:
+        return b2
+    merged = None
+    for group, pos in b2.items():
+        seen = b1.get(group)
+        if seen is None:
+            if merged is None:
+                merged = dict(b1)
+            merged[group] = pos
+        elif seen != pos:
+            return _CONFLICT
+    return b1 if merged is None else merged
+
+
+def _stage1(value: Any, ctx: _Ctx, path: str) -> Any:
+    if isinstance(value, dict):
+        return _stage1_dict(value, ctx, path)
+    if isinstance(value, list):
+        if len(value) == 1 and isinstance(value[0], list):
+            return [value]  # one alternative: the list itself (stage 2 yields its inner list)
+        return [_stage1(item, ctx, path) for item in value]
+    return value
+
+
+def _stage1_dict(d: dict, ctx: _Ctx, path: str) -> List[_Alt]:
+    root = _Alt()
+    root.binds = None
+    partials = [root]
+    for key, value in d.items():
+        key_path = f"{path}.{key}" if path else str(key)
+        alts = _stage1(value, ctx, key_path)
+        if not isinstance(alts, list):
+            alts = [alts]
+        group = None
+        if ctx.prefix is not None and isinstance(value, list) and alts:
+            last = alts[-1]
+            if isinstance(last, str) and last.startswith(ctx.prefix):
+                alts = alts[:-1]
+                group = last
+        if ctx.zip_group is not None:
+            many = len(alts) > 1 and not all(isinstance(a, dict) for a in alts)
+            group = ctx.zip_group if many else None
+            if group is not None:
+                _check_zippable(alts, ctx, key_path)
+        if not alts:
+            ctx.empty.append(key_path)
+            return []
+        extended = []
+        for partial in partials:
+            for pos, alt in enumerate(alts):
+                binds = partial.binds
+                if group is not None:
+                    binds = _merge(binds, {group: pos})
+                if isinstance(alt, _Alt) and binds is not _CONFLICT:
+                    binds = _merge(binds, alt.binds)
+                if binds is _CONFLICT:
+                    continue
+                new = _Alt(partial)
+                new[key] = alt
+                new.binds = binds
+                extended.append(new)
+        partials = extended
+    return partials
+
+
+def _plain(value: Any) -> Any:
+    """Turns stage-1 dicts left inside literal lists back into plain dicts."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _stage2(value: Any, binds: Optional[dict]) -> List[tuple]:
+    """All final values of a stage-1 value, each with the bindings it needs."""
+    if isinstance(value, dict):
+        binds = _merge(binds, getattr(value, "binds", None))
+        if binds is _CONFLICT:
+            return []
+        if not any(isinstance(v, (dict, list)) for v in value.values()):
+            return [(dict(value), binds)]
+        results: List[tuple] = [({}, binds)]
+        for key, item in value.items():
+            extended = []
+            for partial, partial_binds in results:
+                for final, final_binds in _stage2(item, partial_binds):
+                    new = dict(partial)
+                    new[key] = final
+                    extended.append((new, final_binds))
+            results = extended
+        return results
+    if isinstance(value, list):
+        if len(value) == 1 and isinstance(value[0], list):
+            return [(_plain(value[0]), binds)]
+        flat: List[tuple] = []
+        for item in value:
+            flat.extend(_stage2(item, binds))
+        return flat
+    return [(value, binds)]
+
+
+def expand_config(
+    config: Dict[str, Any],
+    expand: Optional[str],
+    group_prefix: Optional[str] = None,
+    spec_name: Optional[str] = None,
+) -> List[Dict[str, Any]]:
+    """Expands a config grid into the list of its configs, in the original fluidml's order.
+
+    ``expand`` is ``None`` (the config as it is), ``"product"``, ``"zip"`` or a registered id.
+    Raises ``GridSearchExpansionError`` for an unknown id, for a zip over a list of lists and for a
+    grid that yields no config at all (the message names the spec and the empty key).
+    """
+    if expand is None:
+        return [config]
+    if expand not in ("product", "zip"):
+        fn = _CUSTOM_EXPANSIONS.get(expand)
+        if fn is None:
+            raise GridSearchExpansionError(
+                f'Task "{spec_name}": unknown expand method "{expand}". '
+                f"Use one of: {', '.join(repr(i) for i in expansion_ids())}.",
+                task_name=spec_name,
+                key="expand",
+            )
+        return fn(config, group_prefix=group_prefix)
+    if expand == "zip":
+        prefix = group_prefix or "@"
+        ctx = _Ctx(prefix, prefix + "x", spec_name)
+    else:
+        ctx = _Ctx(group_prefix, None, spec_name)
+    configs = []
+    for alt in _stage1_dict(config, ctx, ""):
+        configs.extend(final for final, _ in _stage2(alt, alt.binds))
+    if not configs:
+        where = (
+            f"the list at {', '.join(repr(p) for p in ctx.empty)} is empty"
+            if ctx.empty
+            else "its zip groups leave no consistent combination"
+        )
+        raise GridSearchExpansionError(
+            f'Task "{spec_name}": the config grid expands to zero tasks: {where}. '
+            f"Give every grid list at least one value.",
+            task_name=spec_name,
+            key=ctx.empty[0] if ctx.empty else None,
+        )
+    return configs
+
+
+def _check_zippable(alts: list, ctx: _Ctx, path: str) -> None:
+    """Zip pairs values by position; a zipped value that is itself a list of several plain values
+    has no defined pairing (the original crashed on it), so it is an error. Lists of dicts zip."""
+    for alt in alts:
+        if not isinstance(alt, list) or all(isinstance(item, _Alt) for item in alt):
+            continue
+        values = _stage2(alt, None)
+        if len(values) > 1 and not all(isinstance(value, dict) for value, _ in values):
+            raise GridSearchExpansionError(
+                f'Task "{ctx.spec_name}": expand="zip" cannot zip the list of lists at "{path}". '
+                f'Wrap a literal list value in one more list (e.g. [[1, 2]]), or use expand="product".',
+                task_name=ctx.spec_name,
+                key=path,
+            )
+
+
+def relevant_config(value: Any, ignore_prefix: Optional[str]) -> Any:
+    """The part of a config that identifies a run: no ``None`` values and no ignore-prefixed keys."""
+    if isinstance(value, dict):
+        return {
+            k: relevant_config(v, ignore_prefix)
+            for k, v in value.items()
+            if v is not None and not (ignore_prefix and isinstance(k, str) and k.startswith(ignore_prefix))
+        }
+    if isinstance(value, list):
+        return [relevant_config(v, ignore_prefix) for v in value if v is not None]
+    return value
+
+
+def prepared_config(value: Any, ignore_prefix: Optional[str]) -> Any:
+    """The config a task receives: ignore-prefixed keys keep their value, the prefix is removed."""
+    if not ignore_prefix:
+        return value
+    if isinstance(value, dict):
+        n = len(ignore_prefix)
+        return {
+            (k[n:] if isinstance(k, str) and k.startswith(ignore_prefix) else k): prepared_config(v, ignore_prefix)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [prepared_config(v, ignore_prefix) for v in value]
+    return value
+
+
+def to_json_config(config: Optional[Dict[str, Any]], spec_name: str) -> Dict[str, Any]:
+    """Copies a spec config as JSON does (tuples become lists, keys become strings).
+
+    The config identifies results in stores, so it must be plain JSON; anything else gets an error
+    that names the spec and the key. Objects belong in ``additional_kwargs``.
+    """
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise TaskSpecError(
+            f'Task "{spec_name}": config must be a dict, got {type(config).__name__}.',
+            task_name=spec_name,
+            key="config",
+        )
+    try:
+        return json.loads(json.dumps(config))
+    except (TypeError, ValueError):
+        path, obj = _find_non_json(config, "")
+        raise TaskSpecError(
+            f'Task "{spec_name}": config value at "{path}" ({type(obj).__name__}) is not JSON-serialisable. '
+            f"Configs identify results, so they hold plain JSON values; pass objects through "
+            f"additional_kwargs instead.",
+            task_name=spec_name,
+            key=path,
+        ) from None
+
+
+def _find_non_json(value: Any, path: str) -> tuple:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                return f"{path}.{key!r}" if path else repr(key), key
+            found = _find_non_json(item, f"{path}.{key}" if path else str(key))
+            if found[0] is not None:
+                return found
+        return None, None
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _find_non_json(item, f"{path}[{i}]")
+            if found[0] is not None:
+                return found
+        return None, None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return None, None
+    return path, value
+
+
+_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def _base36(number: int) -> str:
+    chars = []
+    while number:
+        number, rest = divmod(number, 36)
+        chars.append(_DIGITS[rest])
+    return "".join(reversed(chars)) or "0"
+
+
+class HashedConfig(dict):
+    """A unique config that carries its hash: ``hash`` (8 characters, shown to users) and ``digest``
+    (the full MD5 hex, used as the store key). Made once per task run by ``hashed_config``."""
+
+    __slots__ = ("hash", "digest")
+
+
+def hashed_config(config: Dict[str, Any]) -> HashedConfig:
+    """The config with its hash attached (returned as is when it already carries one)."""
+    if type(config) is HashedConfig:
+        return config
+    digest = hashlib.md5(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()
+    hashed = HashedConfig(config)
+    hashed.digest = digest
+    hashed.hash = _base36(int(digest, 16))[:8]
+    return hashed
+
+
+def config_hash(config: Dict[str, Any]) -> str:
+    """The 8-character hash of a unique config (``{"a": {"x": 1}}`` gives ``"dnihykfb"``)."""
+    return hashed_config(config).hash
+
+
+def config_digest(config: Dict[str, Any]) -> str:
+    """The full MD5 hex digest of a unique config: the key stores file runs under."""
+    return hashed_config(config).digest

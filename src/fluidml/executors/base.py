@@ -1,0 +1,61 @@
+"""The executor contract: run jobs somewhere and report each one back exactly once.
+
+The driver hands an executor a ``Job`` (``submit``) and blocks on ``next_completed()`` for a
+``Completion``; it never asks how or where a job runs. An in-process executor, a worker pool or a
+cluster only differ in how they implement these calls.
+"""
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, List
+
+from fluidml.runner import Outcome, PredecessorRef
+from fluidml.storage.base import ResultsStore
+from fluidml.task import Task
+
+__all__ = ["Completion", "Executor", "Job"]
+
+
+@dataclass
+class Job:
+    """One task to run: the task (with its run bookkeeping), its predecessors' addresses, the store."""
+
+    task_id: int
+    task: Task
+    predecessors: List[PredecessorRef]
+    store: ResultsStore
+
+
+@dataclass
+class Completion:
+    """The report of one job."""
+
+    task_id: int
+    outcome: Outcome
+
+
+class Executor(ABC):
+    """Runs jobs; ``capacity`` of them may be in flight at once."""
+
+    capacity: int = 1
+
+    def start(self) -> None:
+        """Prepares the executor (e.g. starts workers); called once before the first job."""
+
+    @abstractmethod
+    def submit(self, job: Job) -> None:
+        """Accepts a job; must not block on its execution beyond the executor's own capacity."""
+
+    @abstractmethod
+    def next_completed(self) -> Completion:
+        """Blocks until one submitted job has completed and returns its report."""
+
+    def shutdown(self) -> None:
+        """Releases what ``start`` acquired; called once, also after errors."""
+
+    def __enter__(self) -> "Executor":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()

@@ -1,0 +1,231 @@
+"""Flow: builds the spec graph and the expanded task graph at construction (every input error is
+raised there), and ``run()`` plans a run (force, run name, store, resources) and hands it to the
+driver with an executor."""
+
+import logging
+import multiprocessing
+import re
+from collections import defaultdict
+from typing import Any, Dict, List, Optional, Sequence, Set, Union
+
+import networkx as nx
+
+from fluidml._run_names import random_run_name
+from fluidml.driver import RunObserver, RunSummary, describe_store, drive
+from fluidml.exception import NoTasksError, RunConfigError
+from fluidml.executors.local import LocalExecutor
+from fluidml.graph import build_spec_graph, build_task_graph, collect_specs, expand_specs, optimal_num_workers
+from fluidml.logging import LoggingObserver
+from fluidml.storage.base import ResultsStore
+from fluidml.storage.memory import InMemoryStore
+from fluidml.task import Task, TaskResults
+from fluidml.task_spec import TaskSpec
+
+__all__ = ["Flow"]
+
+logger = logging.getLogger(__name__)
+
+_RUN_NAME = re.compile(r"^[^/\\\x00]+$")
+
+
+class Flow:
+    """Expands task specs into a task graph and runs it.
+
+    Args:
+        tasks: The task specs (their unlisted predecessors are added automatically).
+        config_ignore_prefix: Default ignore prefix for specs that set none (e.g. ``"_"``): such
+            keys are passed to the task but do not identify its results.
+        config_group_prefix: Default group prefix for specs that set none (e.g. ``"@"``): lists that
+            end in the same ``"@name"`` marker are zipped inside a product grid.
+
+    Attributes:
+        task_spec_graph: ``networkx.DiGraph`` of spec names (node attribute ``task``: the TaskSpec).
+        task_graph: ``networkx.DiGraph`` of expanded tasks by unique name (node attribute ``task``).
+    """
+
+    def __init__(
+        self,
+        tasks: Union[Sequence[TaskSpec], TaskSpec],
+        config_ignore_prefix: Optional[str] = None,
+        config_group_prefix: Optional[str] = None,
+    ):
+        if isinstance(tasks, TaskSpec):
+            tasks = [tasks]
+        if not tasks:
+            raise NoTasksError("Flow needs at least one TaskSpec; it was given none.")
+        specs = collect_specs(list(tasks))
+        for spec in specs:
+            if spec.config_ignore_prefix is None:
+                spec.config_ignore_prefix = config_ignore_prefix
+            if spec.config_group_prefix is None:
+                spec.config_group_prefix = config_group_prefix
+            spec.expects = spec._compute_expects()
+            spec._lazy_inputs = None
+            spec.validate()
+        self.task_spec_graph: nx.DiGraph = build_spec_graph(specs)
+        self._tasks: List[Task] = expand_specs(self.task_spec_graph)
+        self.task_graph: nx.DiGraph = build_task_graph(self._tasks)
+
+    @property
+    def num_tasks(self) -> int:
+        """The total number of expanded tasks in the task graph."""
+        return len(self._tasks)
+
+    @property
+    def optimal_num_workers(self) -> int:
+        """The most tasks that can run at once (widest level of the graph), capped by the CPUs."""
+        return optimal_num_workers(self._tasks)
+
+    def run(
+        self,
+        num_workers: Optional[int] = None,
+        resources: Optional[Union[Any, List[Any]]] = None,
+        start_method: str = "spawn",
+        exit_on_error: bool = True,
+        log_to_tmux: bool = False,
+        max_panes_per_window: int = 4,
+        force: Optional[Union[str, List[str]]] = None,
+        project_name: str = "uncategorized",
+        run_name: Optional[str] = None,
+        results_store: Optional[ResultsStore] = None,
+        return_results: Optional[str] = None,
+        observers: Sequence[RunObserver] = (),
+    ) -> Optional[Dict[str, List[TaskResults]]]:
+        """Runs the expanded task graph and returns its results.
+
+        Tasks whose finished run is already in ``results_store`` are skipped ("already executed").
+
+        Args:
+            num_workers: Processes to use; ``None`` infers the useful number from the graph.
+            resources: One resource (e.g. a GPU id) or a list of them; tasks see theirs as
+                ``task.resource``. Running in this process, every task gets the first one.
+            start_method: Multiprocessing start method for worker processes.
+            exit_on_error: Stop at the first failure and re-raise its error. With ``False``,
+                failed tasks' successors are skipped, the rest runs, and nothing is raised.
+            log_to_tmux: Show each worker's log in its own tmux pane.
+            max_panes_per_window: tmux panes per window.
+            force: ``"all"``, a task name or a list of them; ``"Name+"`` also forces its successors.
+            project_name: Recorded in each task's info.
+            run_name: Name of this run; a random "adjective-noun" when not given.
+            results_store: Where results are stored; a fresh ``InMemoryStore`` when not given.
+            return_results: ``"all"`` (every task), ``"latest"`` (tasks without successors) or
+                ``None`` (``"latest"`` for in-memory stores, nothing for persistent ones).
+            observers: Extra ``RunObserver`` hooks (progress displays, metrics).
+
+        Returns:
+            ``{task_name: [TaskResults, ...]}`` or None.
+        """
+        _check_choice("return_results", return_results, ("all", "latest", None))
+        _check_num_workers(num_workers)
+        if start_method not in multiprocessing.get_all_start_methods():
+            raise RunConfigError(
+                f"start_method={start_method!r} is not available here; use one of "
+                f"{multiprocessing.get_all_start_methods()}.",
+                key="start_method",
+            )
+        if not isinstance(max_panes_per_window, int) or max_panes_per_window < 1:
+            raise RunConfigError(f"max_panes_per_window must be a positive int, got {max_panes_per_window!r}.",
+                                 key="max_panes_per_window")
+        if results_store is not None and not isinstance(results_store, ResultsStore):
+            raise RunConfigError(
+                f"results_store must be a fluidml.storage.ResultsStore, got {type(results_store).__name__}.",
+                key="results_store",
+            )
+        forced = self._forced_specs(force)
+        run_name = _check_run_name(run_name if run_name is not None else random_run_name())
+        store = results_store if results_store is not None else InMemoryStore()
+        if return_results is None and isinstance(store, InMemoryStore):
+            return_results = "latest"
+        resource = _resource_list(resources)[0]
+
+        for task in self._tasks:
+            task.run_name = run_name
+            task.project_name = project_name
+            task.results_store = store
+            task.resource = resource
+            task.force = task.name in forced
+            task.state = task.started = task.ended = None
+            task.run_history = task.sweep_counter = task.unique_config_hash = None
+
+        summary = RunSummary(run_name=run_name, project_name=project_name, total=len(self._tasks),
+                             store=describe_store(store))
+        drive(self._tasks, LocalExecutor(), store, summary, exit_on_error=exit_on_error,
+              observers=[LoggingObserver(), *observers])
+        if return_results is None:
+            return None
+        return self._results(store, latest=return_results == "latest")
+
+    def _forced_specs(self, force: Optional[Union[str, List[str]]]) -> Set[str]:
+        if force is None:
+            return set()
+        if isinstance(force, str):
+            items = [force]
+        elif isinstance(force, (list, tuple)) and all(isinstance(item, str) for item in force):
+            items = list(force)
+        else:
+            raise RunConfigError(f'force takes "all", a task name or a list of task names, got {force!r}.',
+                                 key="force")
+        if "all" in items:
+            if len(items) > 1:
+                raise RunConfigError('force="all" cannot be combined with task names.', key="force")
+            return set(self.task_spec_graph.nodes)
+        forced: Set[str] = set()
+        unknown = []
+        for item in items:
+            name = item[:-1] if item.endswith("+") else item
+            if name not in self.task_spec_graph:
+                unknown.append(item)
+                continue
+            forced.add(name)
+            if item.endswith("+"):
+                forced |= nx.descendants(self.task_spec_graph, name)
+        if unknown:
+            raise RunConfigError(
+                f"force names unknown tasks: {unknown}. Known tasks: {sorted(self.task_spec_graph.nodes)}.",
+                task_name=unknown[0],
+                key="force",
+            )
+        return forced
+
+    def _results(self, store: ResultsStore, latest: bool) -> Dict[str, List[TaskResults]]:
+        results: Dict[str, List[TaskResults]] = defaultdict(list)
+        for task in self._tasks:
+            if latest and task.successors:
+                continue
+            unique_config = task._uc()
+            results[task.name].append(
+                TaskResults(
+                    task_name=task.name,
+                    task_unique_name=task.unique_name,
+                    unique_config=dict(unique_config),
+                    results=store.get_results(task.name, unique_config),
+                )
+            )
+        return results
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise RunConfigError(f"{name}={value!r} is not valid; use one of {list(choices)}.", key=name)
+
+
+def _check_num_workers(num_workers: Optional[int]) -> None:
+    if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0):
+        raise RunConfigError(f"num_workers must be None or a non-negative int, got {num_workers!r}.",
+                             key="num_workers")
+
+
+def _check_run_name(run_name: Any) -> str:
+    if not isinstance(run_name, str) or not _RUN_NAME.match(run_name) or run_name.startswith("."):
+        raise RunConfigError(
+            f"run_name must be a non-empty string without path separators, got {run_name!r}.", key="run_name"
+        )
+    return run_name
+
+
+def _resource_list(resources: Optional[Union[Any, List[Any]]]) -> List[Any]:
+    if resources is None:
+        return [None]
+    if not isinstance(resources, list):
+        return [resources]
+    return resources or [None]

@@ -1,0 +1,281 @@
+"""From specs to the expanded task graph: spec graph, predecessor combinations, reduce, naming.
+
+For each spec, in topological order, the tasks of its predecessor specs are combined (first
+predecessor slowest). A combination is valid when its non-reduce members agree on every ancestor's
+config they share (this keeps diamonds consistent); valid combinations are found with a hash join
+on the shared ancestors, so a diamond over n configs costs O(n), not O(n**2). A normal spec makes
+one task per valid combination and expanded config; a reduce spec makes one task that requires
+every task of every valid combination.
+"""
+
+import json
+import os
+from typing import Any, Dict, List, Sequence, Tuple
+
+import networkx as nx
+
+from fluidml.config import prepared_config, relevant_config
+from fluidml.exception import CyclicGraphError, GridSearchExpansionError, TaskNameError, TaskSpecError
+from fluidml.task import Task, _FunctionTask
+from fluidml.task_spec import TaskSpec
+
+__all__ = ["build_spec_graph", "build_task_graph", "collect_specs", "expand_specs", "optimal_num_workers"]
+
+
+def collect_specs(tasks: Sequence[Any]) -> List[TaskSpec]:
+    """The listed specs plus every predecessor reachable from them, each once, listed ones first."""
+    specs: List[TaskSpec] = []
+    seen: Dict[int, TaskSpec] = {}
+    names: Dict[str, TaskSpec] = {}
+    queue = list(tasks)
+    while queue:
+        spec = queue.pop(0)
+        if not isinstance(spec, TaskSpec):
+            raise TaskSpecError(f"Flow takes TaskSpec objects, got {spec!r} ({type(spec).__name__}).")
+        if id(spec) in seen:
+            continue
+        other = names.get(spec.name)
+        if other is not None:
+            raise TaskNameError(
+                f'Two task specs are named "{spec.name}". Names identify tasks and their results; give '
+                f"each spec its own name with TaskSpec(..., name=...).",
+                task_name=spec.name,
+            )
+        seen[id(spec)] = spec
+        names[spec.name] = spec
+        specs.append(spec)
+        queue.extend(spec.predecessors)
+    return specs
+
+
+def build_spec_graph(specs: Sequence[TaskSpec]) -> nx.DiGraph:
+    """The spec graph (nodes: spec names with attribute ``task``); raises on cycles."""
+    graph = nx.DiGraph(name="task spec graph")
+    for spec in specs:
+        graph.add_node(spec.name, task=spec)
+        for pred in spec.predecessors:
+            graph.add_edge(pred.name, spec.name)
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return graph
+    nodes = list(dict.fromkeys(node for edge in cycle for node in edge[:2]))
+    raise CyclicGraphError(
+        f"The task graph has a cycle: {' -> '.join(nodes + nodes[:1])}. Remove one of these requires().",
+        task_name=nodes[0],
+    )
+
+
+def _new_task(spec: TaskSpec) -> Task:
+    if spec.is_function:
+        task: Task = _FunctionTask.__new__(_FunctionTask)
+        Task.__init__(task)
+        task.task = spec.task
+        task._pass_task = spec._pass_task
+    else:
+        task = spec.task.__new__(spec.task)
+        Task.__init__(task)
+    task._spec = spec
+    task.name = spec.name
+    task.reduce = spec.reduce
+    task.expects = spec.expects
+    task._extra_kwargs = spec.additional_kwargs
+    return task
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, _Distinct):
+        return value.values
+    raise TypeError(type(value).__name__)
+
+
+def _valid_combinations(spec: TaskSpec, tasks_of: Dict[str, List[Task]], keys_of: Dict[str, frozenset],
+                        specs: Dict[str, TaskSpec]) -> List[Tuple[Task, ...]]:
+    """Combinations of predecessor tasks (first predecessor slowest) whose non-reduce members agree
+    on every shared ancestor's config."""
+    pred_names = [p.name for p in spec.predecessors]
+    checked = [not specs[name].reduce for name in pred_names]
+    combos: List[Tuple[Tuple[Task, ...], Dict[str, str]]] = [((), {})]
+    bound: set = set()
+    for position, name in enumerate(pred_names):
+        later = set().union(*(keys_of[n] for n, c in zip(pred_names[position + 1:], checked[position + 1:]) if c))
+        keep = sorted(keys_of[name] & later) if checked[position] else []
+        shared = sorted(keys_of[name] & bound) if checked[position] else []
+        index: Dict[tuple, List[Tuple[Task, Dict[str, str]]]] = {}
+        for task in tasks_of[name]:
+            entries = {k: _canonical(task._uc()[k]) for k in set(shared) | set(keep)} if shared or keep else {}
+            index.setdefault(tuple(entries[k] for k in shared), []).append((task, entries))
+        extended = []
+        for members, agreed in combos:
+            for task, entries in index.get(tuple(agreed[k] for k in shared), ()):
+                if keep:
+                    merged = dict(agreed)
+                    merged.update((k, entries[k]) for k in keep)
+                else:
+                    merged = agreed
+                extended.append((members + (task,), merged))
+        combos = extended
+        if checked[position]:
+            bound |= keys_of[name]
+    return [members for members, _ in combos]
+
+
+def _equality_key(value: Any) -> Any:
+    """A hashable stand-in that is equal exactly when the values are (``==``, as the original)."""
+    if isinstance(value, (dict, list, _Distinct)):
+        return (_Distinct, _canonical(value))
+    return value
+
+
+class _Distinct:
+    """The distinct values one config key took across a reducer's predecessors, in order."""
+
+    __slots__ = ("values", "seen")
+
+    def __init__(self) -> None:
+        self.values: List[Any] = []
+        self.seen: set = set()
+
+    def add(self, value: Any) -> None:
+        key = _equality_key(value)
+        if key not in self.seen:
+            self.seen.add(key)
+            self.values.append(value)
+
+
+def _merge_into(acc: Any, value: Any) -> Any:
+    """Merges one more predecessor value into the accumulated one: equal values stay, dicts merge
+    key by key, different values collect as distinct values (in order of appearance)."""
+    if isinstance(acc, _Distinct):
+        acc.add(value)
+        return acc
+    if isinstance(acc, dict) and isinstance(value, dict):
+        for key, item in value.items():
+            acc[key] = _merge_into(acc[key], item) if key in acc else _copy_dicts(item)
+        return acc
+    if _equality_key(acc) == _equality_key(value):
+        return acc
+    distinct = _Distinct()
+    distinct.add(acc)
+    distinct.add(value)
+    return distinct
+
+
+def _copy_dicts(value: Any) -> Any:
+    return {k: _copy_dicts(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _Distinct):
+        return [_plain(v) for v in value.values]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _grid_notation(value: Any) -> Any:
+    """Writes merged values back as a grid: distinct values become a list, a plain list value is
+    wrapped once more (so it reads as one literal value), dicts recursively."""
+    if isinstance(value, _Distinct):
+        return [_plain(v) for v in value.values]
+    if isinstance(value, dict):
+        return {k: _grid_notation(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [value]
+    return value
+
+
+def _reduce_unique_config(spec: TaskSpec, members: List[Task], specs: Dict[str, TaskSpec]) -> Dict[str, Any]:
+    merged: Dict[str, Any] = {}
+    for task in members:
+        _merge_into(merged, task._uc())
+    rewrite = len(members) > 1
+    plain, grid = {}, {}
+    for name, value in merged.items():
+        if rewrite and specs[name].expand_fn is not None:
+            grid[name] = _grid_notation(value)
+        else:
+            plain[name] = _plain(value)
+    return {**plain, **grid, spec.name: relevant_config(spec.config, spec.config_ignore_prefix)}
+
+
+def expand_specs(spec_graph: nx.DiGraph) -> List[Task]:
+    """Expands every spec and links the tasks; returns them in task order (by spec in topological
+    order, then in creation order), with unique names assigned."""
+    specs: Dict[str, TaskSpec] = {name: data["task"] for name, data in spec_graph.nodes(data=True)}
+    tasks_of: Dict[str, List[Task]] = {}
+    keys_of: Dict[str, frozenset] = {}
+    for name in nx.topological_sort(spec_graph):
+        spec = specs[name]
+        keys_of[name] = frozenset({name}).union(*(keys_of[p.name] for p in spec.predecessors))
+        combos = _valid_combinations(spec, tasks_of, keys_of, specs)
+        if not combos:
+            raise GridSearchExpansionError(
+                f'Task "{name}": its predecessors ({", ".join(p.name for p in spec.predecessors)}) have no '
+                f"tasks whose configs agree on their shared ancestors, so it would get no tasks.",
+                task_name=name,
+            )
+        tasks_of[name] = _reduce_tasks(spec, combos, specs) if spec.reduce else _normal_tasks(spec, combos)
+    ordered: List[Task] = []
+    for name in tasks_of:
+        group = tasks_of[name]
+        for number, task in enumerate(group, start=1):
+            task.unique_name = f"{name}-{number}" if len(group) > 1 else name
+        ordered.extend(group)
+    return ordered
+
+
+def _normal_tasks(spec: TaskSpec, combos: List[Tuple[Task, ...]]) -> List[Task]:
+    prefix = spec.config_ignore_prefix
+    configs = [(prepared_config(c, prefix), relevant_config(c, prefix)) for c in spec.expand_configs()]
+    tasks = []
+    for members in combos:
+        for prepared, own in configs:
+            task = _new_task(spec)
+            task._config = prepared
+            if members:
+                task._uc_recipe = (members, own)
+                task._predecessors = list(members)
+                for member in members:
+                    member._successors.append(task)
+            else:
+                task._unique_config = {spec.name: own}
+            tasks.append(task)
+    return tasks
+
+
+def _reduce_tasks(spec: TaskSpec, combos: List[Tuple[Task, ...]], specs: Dict[str, TaskSpec]) -> List[Task]:
+    members = list({id(t): t for combo in combos for t in combo}.values())
+    task = _new_task(spec)
+    task._config = prepared_config(spec.config, spec.config_ignore_prefix)
+    task._unique_config = _reduce_unique_config(spec, members, specs)
+    task._predecessors = members
+    for member in members:
+        member._successors.append(task)
+    return [task]
+
+
+def build_task_graph(tasks: Sequence[Task]) -> nx.DiGraph:
+    """The expanded task graph: nodes are unique names with attribute ``task``, edges run from
+    predecessor to successor."""
+    graph = nx.DiGraph(name="task graph")
+    graph.add_nodes_from((task.unique_name, {"task": task}) for task in tasks)
+    graph.add_edges_from((pred.unique_name, task.unique_name) for task in tasks for pred in task.predecessors)
+    return graph
+
+
+def optimal_num_workers(tasks: Sequence[Task]) -> int:
+    """The most tasks on one level of the graph (level = longest path from a root), capped by the
+    CPUs this process may use. ``tasks`` must be in task order (predecessors first)."""
+    level: Dict[int, int] = {}
+    width: Dict[int, int] = {}
+    for task in tasks:
+        depth = max((level[id(p)] + 1 for p in task.predecessors), default=0)
+        level[id(task)] = depth
+        width[depth] = width.get(depth, 0) + 1
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(max(width.values(), default=1), cpus))

@@ -1,0 +1,110 @@
+"""Logging: ``configure_logging()`` for applications, and the observer that writes a run's log lines.
+
+The library itself only creates ``logging.getLogger(__name__)`` loggers; it adds no handler and
+changes no level unless the application calls ``configure_logging()``.
+"""
+
+import logging
+import sys
+from typing import Union
+
+from fluidml.driver import RunObserver, RunSummary, state_counts
+from fluidml.runner import Outcome
+from fluidml.task import Task, TaskState
+
+__all__ = ["LoggingObserver", "configure_logging"]
+
+logger = logging.getLogger("fluidml.flow")
+
+_LEVELS = {"DEBUG": 10, "INFO": 20, "WARNING": 30, "WARN": 30, "ERROR": 40, "FATAL": 50, "CRITICAL": 50}
+_MARK = "_fluidml_handler"
+
+
+def _level_number(level: Union[str, int]) -> int:
+    if isinstance(level, bool) or not isinstance(level, (str, int)):
+        raise ValueError(f"configure_logging(level=...) takes a level name or number, got {level!r}.")
+    if isinstance(level, int):
+        return level
+    number = _LEVELS.get(level.strip().upper())
+    if number is None:
+        raise ValueError(
+            f"Unknown logging level {level!r}; use one of {', '.join(sorted(set(_LEVELS)))} (any case) or a number."
+        )
+    return number
+
+
+def configure_logging(level: Union[str, int] = "INFO", rich_logging: bool = True, rich_traceback: bool = True) -> None:
+    """Sets up console logging for an application: one handler on the root logger, at ``level``.
+
+    Calling it again replaces the handler it installed (lines are never doubled). The root logger's
+    level is set to ``level`` because that is what the call asks for; nothing else in fluidml
+    touches it.
+
+    Args:
+        level: A level name in any case (``"info"``, ``"DEBUG"``) or number.
+        rich_logging: Use rich's handler (colours, time column, process name column).
+        rich_traceback: Show uncaught exceptions with rich's traceback printer.
+    """
+    number = _level_number(level)
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, _MARK, False)]:
+        root.removeHandler(handler)
+    if rich_logging:
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(
+            rich_tracebacks=True, tracebacks_extra_lines=2, show_path=False, show_time=True
+        )
+        handler.setFormatter(logging.Formatter("%(processName)-13s %(message)s", datefmt="[%X]"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)-8s %(processName)-13s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
+            )
+        )
+    setattr(handler, _MARK, True)
+    handler.setLevel(number)
+    root.addHandler(handler)
+    root.setLevel(number)
+    if rich_traceback:
+        from rich.traceback import install
+
+        install(extra_lines=2)
+
+
+def _progress(finished: int, total: int) -> str:
+    return f"[{finished}/{total} - {round(100 * finished / total)}%]"
+
+
+class LoggingObserver(RunObserver):
+    """Writes the run's log lines (the ``fluidml.flow`` logger): start, per-task results, summary."""
+
+    def run_started(self, summary: RunSummary) -> None:
+        logger.info('Run "%s" (project "%s"): %d tasks, results in %s.',
+                    summary.run_name, summary.project_name, summary.total, summary.store)
+
+    def task_ended(self, task: Task, outcome: Outcome, finished: int, total: int) -> None:
+        if not logger.isEnabledFor(logging.INFO if outcome.state == TaskState.FINISHED else logging.ERROR):
+            return
+        if outcome.cached:
+            logger.info('Task "%s" already executed (config %s) %s',
+                        task.unique_name, task.unique_config_hash, _progress(finished, total))
+        elif outcome.state == TaskState.FINISHED:
+            logger.info('Finished task "%s" %s', task.unique_name, _progress(finished, total))
+        else:
+            verb = "was killed" if outcome.state == TaskState.KILLED else "failed"
+            logger.error('Task "%s" %s:\n%s', task.unique_name, verb, (outcome.traceback or str(outcome.error)).rstrip())
+
+    def task_upstream_failed(self, task: Task, failed: Task) -> None:
+        logger.warning('Task "%s" will not run: its upstream task "%s" failed.', task.unique_name, failed.unique_name)
+
+    def run_ended(self, summary: RunSummary) -> None:
+        counts = state_counts(summary)
+        finished = counts.get(TaskState.FINISHED.value, 0)
+        parts = [f"{finished} finished ({summary.cached} already executed)"]
+        parts += [f"{n} {state.replace('_', ' ')}" for state, n in counts.items() if state != TaskState.FINISHED.value]
+        logger.info('Run "%s" ended after %.2fs: %s. Results: %s.',
+                    summary.run_name, summary.duration, ", ".join(parts), summary.store)
+        for name, error in summary.failures:
+            logger.info('  failed: "%s": %s', name, error)

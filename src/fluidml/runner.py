@@ -1,0 +1,201 @@
+"""Runs ONE task, wherever it is: the cache check, input gathering, the user's ``__init__`` and
+``run()``, and the ``TaskInfo`` bookkeeping. Every executor calls ``run_task`` in the process it owns.
+"""
+
+import datetime
+import logging
+import re
+import traceback
+import typing
+from dataclasses import dataclass
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+
+from fluidml._metadict import MetaDict
+from fluidml.exception import TaskResultKeyAlreadyExists, TaskResultObjectMissing
+from fluidml.storage.base import TASK_INFO, LazySweep, Promise, ResultsStore, Sweep
+from fluidml.task import Task, TaskState, _FunctionTask
+
+__all__ = ["Outcome", "PredecessorRef", "gather_inputs", "run_task"]
+
+logger = logging.getLogger(__name__)
+
+
+class PredecessorRef(NamedTuple):
+    """What a task needs to know about one predecessor: where its results are."""
+
+    name: str
+    unique_name: str
+    unique_config: Dict[str, Any]
+    run_history: Optional[Dict[str, str]]
+
+
+@dataclass
+class Outcome:
+    """What a task run reports back to the driver (small, picklable)."""
+
+    state: TaskState
+    cached: bool = False
+    reason: str = ""
+    error: Optional[BaseException] = None
+    traceback: Optional[str] = None
+    run_name: Optional[str] = None
+    sweep_counter: Optional[str] = None
+    started: Optional[datetime.datetime] = None
+    ended: Optional[datetime.datetime] = None
+    run_history: Optional[Dict[str, str]] = None
+
+
+_LAZY_TEXT = re.compile(r"\b(Promise|FilePromise|LazySweep)\b")
+
+
+def _is_lazy(annotation: Any) -> bool:
+    if isinstance(annotation, str):
+        return bool(_LAZY_TEXT.search(annotation))
+    if isinstance(annotation, type):
+        return issubclass(annotation, (Promise, LazySweep))
+    return any(_is_lazy(arg) for arg in typing.get_args(annotation))
+
+
+def lazy_inputs(task: Task) -> frozenset:
+    """The inputs whose annotation asks for lazy values (``Promise``, ``List[LazySweep]``, also as
+    ``list[...]``, ``Optional[...]`` or string annotations). Cached on the task's spec."""
+    spec = getattr(task, "_spec", None)
+    cached = getattr(spec, "_lazy_inputs", None)
+    if cached is not None:
+        return cached
+    fn = task.task if isinstance(task, _FunctionTask) else type(task).run
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable string annotations: read the text instead
+        hints = {}
+    names = frozenset(
+        name for name, param in (task.expects or {}).items() if _is_lazy(hints.get(name, param.annotation))
+    )
+    if spec is not None:
+        spec._lazy_inputs = names
+    return names
+
+
+def gather_inputs(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore) -> Dict[str, Any]:
+    """Collects the task's ``run()`` arguments from its direct predecessors' results.
+
+    A reduce task gets, for each input, the list of ``Sweep`` (or ``LazySweep``) of every
+    predecessor that saved it. Raises ``TaskResultKeyAlreadyExists`` when two predecessors of a
+    normal task saved the same input and ``TaskResultObjectMissing`` for a missing input without
+    a default.
+    """
+    expects = task.expects or {}
+    if not expects:
+        return {}
+    lazy = lazy_inputs(task)
+    inputs: Dict[str, Any] = {}
+    if task.reduce:
+        configs: Dict[int, MetaDict] = {}
+        for name in expects:
+            sweeps = []
+            for position, pred in enumerate(predecessors):
+                value = _load(store, name, pred, name in lazy)
+                if value is not None:
+                    config = configs.get(position)
+                    if config is None:
+                        config = configs[position] = MetaDict(pred.unique_config)
+                    sweeps.append(LazySweep(value, config) if isinstance(value, Promise) else Sweep(value, config))
+            if sweeps:
+                inputs[name] = sweeps
+    else:
+        source: Dict[str, str] = {}
+        for pred in predecessors:
+            for name in expects:
+                value = _load(store, name, pred, name in lazy)
+                if value is None:
+                    continue
+                if name in inputs:
+                    raise TaskResultKeyAlreadyExists(
+                        f'Task "{task.unique_name}" gets the input "{name}" from two predecessors, '
+                        f'"{source[name]}" and "{pred.unique_name}". Save it under different names, or make '
+                        f'"{task.name}" a reduce task to receive every one of them.',
+                        task_name=task.unique_name,
+                        key=name,
+                        config_hash=task.unique_config_hash,
+                    )
+                inputs[name] = value
+                source[name] = pred.unique_name
+    missing = [n for n, p in expects.items() if n not in inputs and p.default is p.empty]
+    if missing:
+        preds = ", ".join(f'"{p.unique_name}"' for p in predecessors) or "none"
+        raise TaskResultObjectMissing(
+            f'Task "{task.unique_name}" expects the input "{missing[0]}", but none of its predecessors '
+            f"({preds}) saved an object of that name. Save it in a predecessor with "
+            f'task.save(obj, "{missing[0]}"), or give the parameter a default.',
+            task_name=task.unique_name,
+            key=missing[0],
+            config_hash=task.unique_config_hash,
+        )
+    return inputs
+
+
+def _load(store: ResultsStore, name: str, pred: PredecessorRef, lazy: bool) -> Any:
+    if lazy:
+        return store.load(name, pred.name, pred.unique_config, lazy=True)
+    return store.load(name, pred.name, pred.unique_config)
+
+
+def _merged_history(task: Task, predecessors: Sequence[PredecessorRef]) -> Dict[str, str]:
+    history = {}
+    for pred in predecessors:
+        for name, task_id in (pred.run_history or {}).items():
+            history.setdefault(name, task_id)
+    history[task.name] = task.id
+    return history
+
+
+def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore) -> Outcome:
+    """Runs one task against the store, unless the store already holds a finished run of it.
+
+    The task must carry its run bookkeeping (run and project name, hashed unique config, force
+    flag). Exceptions of the task become a FAILED outcome (KILLED for ``KeyboardInterrupt``);
+    errors of the store itself propagate.
+    """
+    uc = task._uc()
+    stored = store.load(TASK_INFO, task.name, uc)
+    if stored is not None:
+        task.run_name = stored.get("run_name") or task.run_name
+        task.sweep_counter = stored.get("sweep_counter")
+        task.run_history = stored.get("run_history")
+    if task.force:
+        store.delete_run(task.name, uc)
+        reason = f"forced, config {task.unique_config_hash}"
+    elif stored is not None and stored.get("state") == TaskState.FINISHED.value:
+        task.state = TaskState.FINISHED
+        return Outcome(TaskState.FINISHED, cached=True, run_name=task.run_name,
+                       sweep_counter=task.sweep_counter, run_history=task.run_history)
+    else:
+        reason = (f"new config {task.unique_config_hash}" if stored is None
+                  else f"config {task.unique_config_hash}, previous run {stored.get('state')}")
+
+    task.started, task.ended = datetime.datetime.now(), None
+    error: Optional[BaseException] = None
+    trace: Optional[str] = None
+    state = TaskState.FINISHED
+    try:
+        context = store.get_context(task.name, uc)
+        if context is not None:
+            task.sweep_counter = context.sweep_counter
+        if stored is None or task.run_history is None:
+            task.run_history = _merged_history(task, predecessors)
+        inputs = gather_inputs(task, predecessors, store)
+        task.state = TaskState.RUNNING
+        logger.info('Started task "%s" (%s)', task.unique_name, reason)
+        task._init_user_task()
+        task.run(**inputs)
+    except KeyboardInterrupt as exc:
+        state, error, trace = TaskState.KILLED, exc, traceback.format_exc()
+    except Exception as exc:
+        state, error, trace = TaskState.FAILED, exc, traceback.format_exc()
+    task.ended = datetime.datetime.now()
+    task.state = state
+    store.save(task.info.model_dump(mode="json"), TASK_INFO, type_="json", task_name=task.name,
+               task_unique_config=uc, indent=4)
+    return Outcome(state, reason=reason, error=error, traceback=trace, run_name=task.run_name,
+                   sweep_counter=task.sweep_counter, started=task.started, ended=task.ended,
+                   run_history=task.run_history)

@@ -1,0 +1,399 @@
+"""Tasks: the ``Task`` base class users subclass, the wrapper for function tasks, and the small
+records that describe a task run (``TaskState``, ``TaskInfo``, ``TaskResults``).
+
+A Task in a Flow is created *half-initialized*: only the bookkeeping of ``Task.__init__`` runs at
+graph-build time. The user's ``__init__`` runs just before ``run()``, with the task's config as
+keyword arguments; its ``super().__init__()`` call is then a no-op, so the bookkeeping survives.
+"""
+
+import datetime
+import inspect
+from abc import ABC, abstractmethod
+from enum import Enum
+from typing import Any, Dict, List, Optional, Union
+
+from pydantic import BaseModel, ConfigDict
+
+from fluidml._metadict import MetaDict
+from fluidml.config import prepared_config
+from fluidml.task_spec import DependencyMixin, TaskSpec
+
+__all__ = ["PROTECTED_NAMES", "RESERVED_RESULT_NAMES", "Task", "TaskInfo", "TaskResults", "TaskState"]
+
+#: Object names the stores use for their own bookkeeping; ``Task.save`` refuses them.
+RESERVED_RESULT_NAMES = frozenset({"fluidml_info", ".saved_results"})
+
+
+class TaskState(str, Enum):
+    """The state of a task."""
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    KILLED = "killed"
+    FAILED = "failed"
+    UPSTREAM_FAILED = "upstream_failed"
+    FINISHED = "finished"
+
+
+class TaskInfo(BaseModel):
+    """What a results store keeps about a task run (saved as ``fluidml_info``)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, use_enum_values=True)
+
+    project_name: str
+    run_name: str
+    state: Optional[TaskState] = None
+    started: Optional[datetime.datetime] = None
+    ended: Optional[datetime.datetime] = None
+    duration: Optional[datetime.timedelta] = None
+    run_history: Optional[Dict] = None
+    sweep_counter: Optional[str] = None
+    unique_config_hash: Optional[str] = None
+    id: Optional[str] = None
+
+
+class TaskResults(BaseModel):
+    """The results of one expanded task, as returned by ``Flow.run()``."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    task_name: str
+    task_unique_name: str
+    unique_config: Dict[str, Any]
+    results: Optional[Dict[str, Any]] = None
+
+
+class Task(DependencyMixin, ABC):
+    """The base class of class tasks; gives access to the run's bookkeeping and the results store.
+
+    Subclass it, take the config as ``__init__`` parameters and predecessor results as ``run()``
+    parameters, and ``self.save()`` what successors need::
+
+        class Train(Task):
+            def __init__(self, lr: float):
+                super().__init__()
+                self.lr = lr
+
+            def run(self, features):
+                self.save(fit(features, self.lr), "model")
+    """
+
+    def __init__(
+        self,
+        name: Optional[str] = None,
+        unique_name: Optional[str] = None,
+        project_name: Optional[str] = None,
+        run_name: Optional[str] = None,
+        state: Optional[TaskState] = None,
+        started: Optional[datetime.datetime] = None,
+        ended: Optional[datetime.datetime] = None,
+        run_history: Optional[Dict] = None,
+        sweep_counter: Optional[str] = None,
+        unique_config_hash: Optional[str] = None,
+        unique_config: Optional[Dict] = None,
+        results_store: Optional[Any] = None,
+        resource: Optional[Any] = None,
+        force: Optional[bool] = None,
+        expects: Optional[Dict[str, inspect.Parameter]] = None,
+        reduce: Optional[bool] = None,
+        config: Optional[Dict[str, Any]] = None,
+    ):
+        if self.__dict__.get("_is_initialized"):
+            return  # the user's super().__init__() inside a Flow: keep the bookkeeping
+        DependencyMixin.__init__(self)
+        self.name = name if name is not None else type(self).__name__
+        self.unique_name = unique_name if unique_name is not None else self.name
+        self.project_name = project_name
+        self.run_name = run_name
+        self.state = state
+        self.started = started
+        self.ended = ended
+        self.run_history = run_history
+        self.sweep_counter = sweep_counter
+        self.unique_config_hash = unique_config_hash
+        self.results_store = results_store
+        self.resource = resource
+        self.force = force
+        self.expects = expects
+        self.reduce = reduce
+        self._unique_config: Optional[Dict] = None
+        self._uc_recipe: Optional[tuple] = None
+        self._meta_unique_config: Optional[MetaDict] = None
+        self._config: Dict[str, Any] = {}
+        self._extra_kwargs: Dict[str, Any] = {}
+        self._meta_config: Optional[MetaDict] = None
+        if unique_config is not None:
+            self.unique_config = unique_config
+        if config is not None:
+            self.config = config
+        self._is_initialized = True
+
+    def __repr__(self) -> str:
+        return f"<Task {self.unique_name!r}>"
+
+    @abstractmethod
+    def run(self, **results: Any) -> None:
+        """Implementation of the task's core logic; predecessor results arrive as keyword arguments."""
+
+    # ----------------------------------------------------------------------------------- configs
+
+    @property
+    def config(self) -> MetaDict:
+        """The task's own config (ignore prefix stripped, additional kwargs merged in)."""
+        if self._meta_config is None:
+            self._meta_config = MetaDict({**self._config, **self._extra_kwargs})
+        return self._meta_config
+
+    @config.setter
+    def config(self, config: Optional[Dict[str, Any]]) -> None:
+        self._config = dict(config or {})
+        self._extra_kwargs = {}
+        self._meta_config = None
+
+    def _set_configs(self, expanded: Dict[str, Any], spec: Optional[TaskSpec] = None) -> None:
+        spec = spec if spec is not None else self._spec
+        self._config = prepared_config(expanded, spec.config_ignore_prefix)
+        self._extra_kwargs = spec.additional_kwargs
+        self._meta_config = None
+
+    def _config_kwargs(self) -> Dict[str, Any]:
+        """Keyword arguments for the user's ``__init__`` or function: config values as MetaDicts where
+        nested, additional kwargs unchanged."""
+        config = self._config
+        if any(isinstance(v, (dict, list)) for v in config.values()):
+            config = MetaDict(config)
+        return {**config, **self._extra_kwargs}
+
+    @property
+    def unique_config(self) -> MetaDict:
+        """The config that identifies this run: this task's and all its ancestors' relevant configs."""
+        if self._meta_unique_config is None:
+            self._meta_unique_config = MetaDict(self._uc())
+        return self._meta_unique_config
+
+    @unique_config.setter
+    def unique_config(self, unique_config: Optional[Dict]) -> None:
+        self._unique_config = None if unique_config is None else dict(unique_config)
+        self._uc_recipe = None
+        self._meta_unique_config = None
+
+    def _uc(self) -> Dict[str, Any]:
+        """The unique config as a plain dict (built from the predecessors' on first use)."""
+        if self._unique_config is None:
+            if self._uc_recipe is None:
+                return {}
+            _materialize(self)
+        return self._unique_config
+
+    def _release_unique_config(self) -> None:
+        """Forgets a unique config that can be rebuilt (keeps deep graphs at O(depth) memory)."""
+        if self._uc_recipe is not None:
+            self._unique_config = None
+            self._meta_unique_config = None
+
+    # ------------------------------------------------------------------------------ bookkeeping
+
+    @property
+    def id(self) -> str:
+        """The run name with the sweep counter, or with the unique config hash if there is none."""
+        suffix = self.sweep_counter if self.sweep_counter is not None else self.unique_config_hash
+        return f"{self.run_name}-{suffix}"
+
+    @property
+    def duration(self) -> Optional[datetime.timedelta]:
+        """The running time of the task (up to now while it runs)."""
+        if self.started is None:
+            return None
+        if self.ended is not None:
+            return self.ended - self.started
+        if self.state == TaskState.RUNNING:
+            return datetime.datetime.now() - self.started
+        return None
+
+    @property
+    def info(self) -> TaskInfo:
+        """A ``TaskInfo`` snapshot of the task's bookkeeping (empty names before the first run)."""
+        return TaskInfo(
+            project_name=self.project_name or "",
+            run_name=self.run_name or "",
+            state=self.state,
+            started=self.started,
+            ended=self.ended,
+            duration=self.duration,
+            run_history=self.run_history,
+            sweep_counter=self.sweep_counter,
+            unique_config_hash=self.unique_config_hash,
+            id=self.id,
+        )
+
+    # ------------------------------------------------------------------------------ store access
+
+    def _store(self) -> Any:
+        if self.results_store is None:
+            raise RuntimeError(
+                f'Task "{self.unique_name}" has no results store: save/load work while the task runs in a '
+                f"Flow, or after setting task.results_store."
+            )
+        return self.results_store
+
+    def _target(self, task_name: Optional[str], task_unique_config: Optional[Dict]) -> tuple:
+        name = task_name if task_name is not None else self.name
+        if task_unique_config is None:
+            task_unique_config = self._uc()
+        return name, task_unique_config
+
+    def save(self, obj: Any, name: str, type_: Optional[str] = None, **kwargs: Any) -> None:
+        """Saves an object to the results store under ``name`` for this task run."""
+        if name in RESERVED_RESULT_NAMES:
+            raise ValueError(f'Task "{self.unique_name}": "{name}" is reserved for fluidml; save under another name.')
+        store = self._store()
+        uc = self._uc()
+        store.save(obj, name, type_=type_, task_name=self.name, task_unique_config=uc, **kwargs)
+        store._register_result(name, self.name, uc)
+
+    def load(
+        self,
+        name: str,
+        task_name: Optional[str] = None,
+        task_unique_config: Optional[Dict] = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Loads an object; by default this run's own. With ``task_name`` (and a unique config), loads
+        another task's object: the run whose config matches exactly, else the run of that task whose
+        whole config is contained in the given one (the most specific wins). Returns None if absent."""
+        target_name, uc = self._target(task_name, task_unique_config)
+        store = self._store()
+        obj = store.load(name, target_name, uc, **kwargs)
+        if obj is None and target_name != self.name:
+            match = store.find_unique_config(target_name, uc)
+            if match is not None and match != uc:
+                obj = store.load(name, target_name, match, **kwargs)
+        return obj
+
+    def delete(self, name: str, task_name: Optional[str] = None, task_unique_config: Optional[Dict] = None) -> None:
+        """Deletes an object from the results store (and from that run's list of results)."""
+        target_name, uc = self._target(task_name, task_unique_config)
+        store = self._store()
+        store.delete(name, target_name, uc)
+        store._unregister_result(name, target_name, uc)
+
+    def delete_run(self, task_name: Optional[str] = None, task_unique_config: Optional[Dict] = None) -> None:
+        """Deletes a whole run (this task's by default) from the results store."""
+        self._store().delete_run(*self._target(task_name, task_unique_config))
+
+    def get_store_context(self, task_name: Optional[str] = None, task_unique_config: Optional[Dict] = None) -> Any:
+        """The store's context for a run, e.g. the run directory of a file store (None in memory)."""
+        return self._store().get_context(*self._target(task_name, task_unique_config))
+
+    def open(
+        self,
+        name: Optional[str] = None,
+        task_name: Optional[str] = None,
+        task_unique_config: Optional[Dict] = None,
+        mode: Optional[str] = None,
+        promise: Optional[Any] = None,
+        type_: Optional[str] = None,
+        sub_dir: Optional[str] = None,
+        **open_kwargs: Any,
+    ) -> Any:
+        """Opens a file-like object in the results store (file stores only; None otherwise).
+
+        Opening for writing (``"w"``/``"a"``) registers ``name`` as a result of the run.
+        """
+        store = self._store()
+        if promise is not None:
+            return store.open(promise=promise, mode=mode)
+        target_name, uc = self._target(task_name, task_unique_config)
+        if mode is not None and ("w" in mode or "a" in mode):
+            store._register_result(name, target_name, uc)
+        return store.open(name, target_name, uc, mode, type_=type_, sub_dir=sub_dir, **open_kwargs)
+
+    # ---------------------------------------------------------------------------- construction
+
+    @classmethod
+    def from_spec(cls, task_spec: TaskSpec, half_initialize: bool = False) -> "Task":
+        """Creates a Task from a TaskSpec.
+
+        With ``half_initialize=True`` a class task's own ``__init__`` is not called yet (the Flow
+        calls it right before ``run()``); function tasks are wrapped either way.
+        """
+        if task_spec.is_function:
+            task: Task = _FunctionTask(task_spec.task)
+        else:
+            task = task_spec.task.__new__(task_spec.task)
+            if not half_initialize:
+                kwargs = prepared_config(task_spec.config, task_spec.config_ignore_prefix)
+                task_spec.task.__init__(task, **kwargs, **task_spec.additional_kwargs)
+            Task.__init__(task)
+        task._spec = task_spec
+        task.name = task_spec.name
+        task.unique_name = task_spec.unique_name
+        task.reduce = task_spec.reduce
+        task.expects = task_spec.expects
+        task._set_configs(task_spec.config, task_spec)
+        if task_spec.unique_config is not None:
+            task.unique_config = task_spec.unique_config
+        task.predecessors = list(task_spec.predecessors)
+        task.successors = list(task_spec.successors)
+        return task
+
+    def _init_user_task(self) -> None:
+        """Runs the user's ``__init__`` with the config (class tasks; function tasks take it in run)."""
+        init = type(self).__init__
+        if init is not Task.__init__:
+            init(self, **self._config_kwargs())
+
+
+class _FunctionTask(Task):
+    """Wraps a plain function: config and predecessor results become its keyword arguments, and a
+    ``task`` parameter (if the function has one, or takes ``**kwargs``) receives this object."""
+
+    def __init__(self, fn: Any, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.task = fn
+        params = inspect.signature(fn).parameters.values()
+        self._pass_task = any(p.name == "task" or p.kind is p.VAR_KEYWORD for p in params)
+
+    def run(self, **results: Any) -> Any:
+        kwargs = {**results, **self._config_kwargs()}
+        if self._pass_task:
+            kwargs["task"] = self
+        return self.task(**kwargs)
+
+    def _init_user_task(self) -> None:
+        return None
+
+
+def _materialize(task: Task) -> None:
+    """Builds unique configs bottom-up without recursion: the predecessors' merged in order (a later
+    one wins on a shared key), then the task's own entry last."""
+    stack: List[Task] = [task]
+    while stack:
+        current = stack[-1]
+        if current._unique_config is not None:
+            stack.pop()
+            continue
+        predecessors, own = current._uc_recipe
+        missing = [p for p in predecessors if p._unique_config is None and p._uc_recipe is not None]
+        if missing:
+            stack.extend(missing)
+            continue
+        stack.pop()
+        merged: Dict[str, Any] = {}
+        for predecessor in predecessors:
+            if predecessor._unique_config is not None:
+                merged.update(predecessor._unique_config)
+        merged[current.name] = own
+        current._unique_config = merged
+
+
+def _protected_names() -> frozenset:
+    probe = _FunctionTask.__new__(_FunctionTask)
+    Task.__init__(probe)
+    names = {n for n in dir(Task) if not n.startswith("__")} | set(vars(probe)) | {"task", "_spec"}
+    return frozenset(names)
+
+
+#: Names a class task's config keys may not use, as they would shadow Task attributes.
+PROTECTED_NAMES = _protected_names()

@@ -211,6 +211,13 @@ def expand_specs(spec_graph: nx.DiGraph) -> List[Task]:
     keys_of: Dict[str, frozenset] = {}
     for name in nx.topological_sort(spec_graph):
         spec = specs[name]
+        if spec.reduce and not spec.predecessors:
+            raise TaskSpecError(
+                f'Task "{name}" is a reduce task but requires no other task, so it has nothing to reduce; '
+                f"add {name}.requires(...) or drop reduce=True.",
+                task_name=name,
+                key="reduce",
+            )
         keys_of[name] = frozenset({name}).union(*(keys_of[p.name] for p in spec.predecessors))
         combos = _valid_combinations(spec, tasks_of, keys_of, specs)
         if not combos:

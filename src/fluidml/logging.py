@@ -42,7 +42,8 @@ def configure_logging(level: Union[str, int] = "INFO", rich_logging: bool = True
 
     Args:
         level: A level name in any case (``"info"``, ``"DEBUG"``) or number.
-        rich_logging: Use rich's handler (colours, time column, process name column).
+        rich_logging: Use rich's handler (colours, time column, process name column). Either way,
+            log lines go to stderr.
         rich_traceback: Show uncaught exceptions with rich's traceback printer.
     """
     number = _level_number(level)
@@ -50,10 +51,12 @@ def configure_logging(level: Union[str, int] = "INFO", rich_logging: bool = True
     for handler in [h for h in root.handlers if getattr(h, _MARK, False)]:
         root.removeHandler(handler)
     if rich_logging:
+        from rich.console import Console
         from rich.logging import RichHandler
 
         handler: logging.Handler = RichHandler(
-            rich_tracebacks=True, tracebacks_extra_lines=2, show_path=False, show_time=True
+            console=Console(stderr=True), rich_tracebacks=True, tracebacks_extra_lines=2, show_path=False,
+            show_time=True,
         )
         handler.setFormatter(logging.Formatter("%(processName)-13s %(message)s", datefmt="[%X]"))
     else:

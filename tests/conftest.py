@@ -1,0 +1,77 @@
+"""Shared fixtures: every flow-level test runs against every store and every executor."""
+
+import logging
+from typing import Any, Callable, Dict, List
+
+import pytest
+
+from fluidml.driver import RunObserver
+from fluidml.storage import InMemoryStore
+
+#: Store factories by name; each takes pytest's tmp_path.
+STORES: Dict[str, Callable[[Any], Any]] = {
+    "memory": lambda tmp_path: InMemoryStore(),
+}
+
+#: Flow.run() keyword arguments that select each executor.
+EXECUTORS: Dict[str, Dict[str, Any]] = {
+    "local": {"num_workers": 1},
+}
+
+
+@pytest.fixture(params=sorted(STORES))
+def make_store(request, tmp_path) -> Callable[[], Any]:
+    """A factory of fresh stores of one kind (several calls share the same directory, if any)."""
+    return lambda: STORES[request.param](tmp_path)
+
+
+@pytest.fixture(params=sorted(EXECUTORS))
+def executor_kwargs(request) -> Dict[str, Any]:
+    """Flow.run() arguments that select one executor."""
+    return dict(EXECUTORS[request.param])
+
+
+class Recorder(RunObserver):
+    """Records what the driver reported, by unique task name."""
+
+    def __init__(self) -> None:
+        self.ended: List[tuple] = []
+        self.upstream_failed: List[str] = []
+        self.summary = None
+
+    def task_ended(self, task, outcome, finished, total):
+        self.ended.append((task.unique_name, outcome.state.value, outcome.cached))
+
+    def task_upstream_failed(self, task, failed):
+        self.upstream_failed.append(task.unique_name)
+
+    def run_ended(self, summary):
+        self.summary = summary
+
+    @property
+    def executed(self) -> List[str]:
+        """Tasks that really ran (not found in the store), in completion order."""
+        return [name for name, state, cached in self.ended if not cached]
+
+    @property
+    def cached(self) -> List[str]:
+        """Tasks skipped because the store held a finished run."""
+        return [name for name, state, cached in self.ended if cached]
+
+    def state(self, name: str) -> str:
+        return self.summary.states[name].value
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger():
+    """Tests that call configure_logging() must not leak handlers into other tests."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -101,24 +101,49 @@ def test_is_finished_reads_the_stored_state(make_store):
     assert not store.is_finished("A", {**A1, "B": {}})
 
 
-def test_find_unique_config_matches_contained_configs(make_store):
+class ListingStore(InMemoryStore):
+    """An in-memory store that can also list its runs' configs (as file and database stores do)."""
+
+    def __init__(self):
+        super().__init__()
+        self.configs = []
+
+    def save(self, obj, name, task_name, task_unique_config, type_=None, **kwargs):
+        super().save(obj, name, task_name, task_unique_config, type_, **kwargs)
+        if (task_name, task_unique_config) not in self.configs:
+            self.configs.append((task_name, task_unique_config))
+
+    def stored_configs(self, task_name):
+        return [config for name, config in self.configs if name == task_name]
+
+
+def test_find_unique_config_matches_contained_configs():
     """A larger config finds the run of an upstream task whose config it contains."""
-    store = make_store()
+    store = ListingStore()
     store.save(1, "v", type_="pickle", task_name="A", task_unique_config=A1)
     store.save(2, "v", type_="pickle", task_name="A", task_unique_config=A2)
     assert store.find_unique_config("A", {**A2, "B": {"y": 5}}) == A2
     assert store.find_unique_config("A", {"A": {"x": 3}, "B": {}}) is None
 
 
-def test_find_unique_config_prefers_the_most_specific_run(make_store):
+def test_find_unique_config_prefers_the_most_specific_run():
     """When several stored configs are contained, the one with most entries wins, whatever the
     order they were stored in."""
-    store = make_store()
-    small = {"A": {"x": 1}}
-    large = {"P": {"p": 0}, "A": {"x": 1}}
-    store.save(1, "v", type_="pickle", task_name="A", task_unique_config=large)
-    store.save(2, "v", type_="pickle", task_name="A", task_unique_config=small)
-    assert store.find_unique_config("A", {"P": {"p": 0}, "A": {"x": 1}, "B": {}}) == large
+    for order in ((0, 1), (1, 0)):
+        store = ListingStore()
+        configs = [{"A": {"x": 1}}, {"P": {"p": 0}, "A": {"x": 1}}]
+        for i in order:
+            store.save(i, "v", type_="pickle", task_name="A", task_unique_config=configs[i])
+        assert store.find_unique_config("A", {"P": {"p": 0}, "A": {"x": 1}, "B": {}}) == configs[1]
+
+
+def test_in_memory_store_does_not_list_runs():
+    """The in-memory store keeps no configs (they grow with the graph's depth), so it cannot
+    resolve a larger config on its own; Task.load resolves it through the flow's graph."""
+    store = InMemoryStore()
+    store.save(1, "v", "A", A1)
+    assert list(store.stored_configs("A")) == []
+    assert store.find_unique_config("A", B1) is None
 
 
 def test_lock_is_a_context_manager(make_store):

@@ -5,7 +5,7 @@ import datetime
 import pytest
 
 import pipelines as p
-from fluidml import Task, TaskSpec
+from fluidml import Flow, Task, TaskSpec
 from fluidml._metadict import MetaDict
 from fluidml.storage import InMemoryStore
 from fluidml.task import PROTECTED_NAMES, TaskInfo, TaskResults, TaskState
@@ -121,16 +121,33 @@ def test_delete_of_another_task_updates_that_tasks_registry():
     assert store.get_results("U", {"U": {}}) is None
 
 
-def test_load_from_an_ancestor_with_the_default_config():
-    """load(name, task_name=ancestor) finds the ancestor's run inside this task's config."""
+def test_load_of_another_task_needs_its_exact_config_outside_a_flow():
+    """A task built by hand (no flow graph) loads another task's object with that run's config."""
     store = InMemoryStore()
     upstream = bound_task("U", {"U": {"k": 1}})
     upstream.results_store = store
     upstream.save("hello", "greeting")
     downstream = bound_task("D", {"U": {"k": 1}, "D": {"m": 2}})
     downstream.results_store = store
-    assert downstream.load("greeting", task_name="U") == "hello"
+    assert downstream.load("greeting", task_name="U", task_unique_config={"U": {"k": 1}}) == "hello"
     assert downstream.load("greeting") is None  # its own run has no such object
+
+
+def test_load_from_an_ancestor_with_the_default_config():
+    """In a flow, load(name, task_name=ancestor) finds the ancestor's run inside this task's config."""
+    def greet(word, task):
+        task.save(word, "greeting")
+
+    def listen(task, level):
+        task.save(task.load("greeting", task_name="greet"), "heard")
+
+    a = TaskSpec(task=greet, config={"word": ["hi", "yo"]}, expand="product")
+    b = TaskSpec(task=p.double, name="middle", additional_kwargs={"x": 1})
+    c = TaskSpec(task=listen, config={"level": 3})
+    b.requires(a)
+    c.requires(b)
+    results = Flow([a, b, c]).run(num_workers=1)
+    assert [r.results["heard"] for r in results["listen"]] == ["hi", "yo"]
 
 
 def test_delete_run_and_store_context():

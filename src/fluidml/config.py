@@ -15,6 +15,7 @@ constraints are checked while the product is built, so a zip of k lists of n val
 not O(n**k) as a product-then-filter would.
 """
 
+import bisect
 import hashlib
 import json
 from typing import Any, Callable, Dict, List, Optional
@@ -26,6 +27,7 @@ __all__ = [
     "config_digest",
     "config_hash",
     "expand_config",
+    "hashed_child_config",
     "hashed_config",
     "prepared_config",
     "register_expansion",
@@ -237,6 +239,8 @@ def _check_zippable(alts: list, ctx: _Ctx, path: str) -> None:
 
 def relevant_config(value: Any, ignore_prefix: Optional[str]) -> Any:
     """The part of a config that identifies a run: no ``None`` values and no ignore-prefixed keys."""
+    if isinstance(value, dict) and not _has_irrelevant(value, ignore_prefix):
+        return value  # nothing to drop: share the object (one less dict per task)
     if isinstance(value, dict):
         return {
             k: relevant_config(v, ignore_prefix)
@@ -246,6 +250,18 @@ def relevant_config(value: Any, ignore_prefix: Optional[str]) -> Any:
     if isinstance(value, list):
         return [relevant_config(v, ignore_prefix) for v in value if v is not None]
     return value
+
+
+def _has_irrelevant(value: Any, ignore_prefix: Optional[str]) -> bool:
+    if isinstance(value, dict):
+        return any(
+            v is None or (ignore_prefix and isinstance(k, str) and k.startswith(ignore_prefix))
+            or _has_irrelevant(v, ignore_prefix)
+            for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return any(v is None or _has_irrelevant(v, ignore_prefix) for v in value)
+    return False
 
 
 def prepared_config(value: Any, ignore_prefix: Optional[str]) -> Any:
@@ -323,20 +339,55 @@ def _base36(number: int) -> str:
 
 class HashedConfig(dict):
     """A unique config that carries its hash: ``hash`` (8 characters, shown to users) and ``digest``
-    (the full MD5 hex, used as the store key). Made once per task run by ``hashed_config``."""
+    (the full MD5 hex, used as the store key). Made once per task run by ``hashed_config``.
 
-    __slots__ = ("hash", "digest")
+    It may also keep the sorted JSON pieces its hash was computed from, so that a task with a
+    single predecessor hashes its config without encoding all its ancestors' entries again.
+    """
+
+    __slots__ = ("hash", "digest", "_keys", "_pieces")
+
+
+def _hash_pieces(hashed: HashedConfig, keys: List[str], pieces: List[str]) -> HashedConfig:
+    digest = hashlib.md5(("{" + ", ".join(pieces) + "}").encode("utf-8")).hexdigest()
+    hashed.digest = digest
+    hashed.hash = _base36(int(digest, 16))[:8]
+    hashed._keys, hashed._pieces = keys, pieces
+    return hashed
+
+
+def _piece(key: str, value: Any) -> str:
+    return f"{json.dumps(key)}: {json.dumps(value, sort_keys=True)}"
 
 
 def hashed_config(config: Dict[str, Any]) -> HashedConfig:
-    """The config with its hash attached (returned as is when it already carries one)."""
+    """The config with its hash attached (returned as is when it already carries one).
+
+    The hash is the MD5 of the config's JSON text with sorted keys, written in base 36.
+    """
     if type(config) is HashedConfig:
         return config
-    digest = hashlib.md5(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()
-    hashed = HashedConfig(config)
-    hashed.digest = digest
-    hashed.hash = _base36(int(digest, 16))[:8]
-    return hashed
+    keys = sorted(config)
+    return _hash_pieces(HashedConfig(config), keys, [_piece(k, config[k]) for k in keys])
+
+
+def hashed_child_config(parent: HashedConfig, name: str, own: Any) -> HashedConfig:
+    """The config of a task with one predecessor: the parent's entries plus its own, hashed.
+
+    Takes over the parent's sorted pieces (a second child of the same parent encodes afresh), so
+    along a chain each task encodes only its own entry.
+    """
+    child = HashedConfig(parent)
+    child[name] = own
+    keys, pieces = getattr(parent, "_keys", None), getattr(parent, "_pieces", None)
+    if keys is None or name in parent:
+        keys = sorted(child)
+        return _hash_pieces(child, keys, [_piece(k, child[k]) for k in keys])
+    parent._keys = parent._pieces = None
+    position = bisect.bisect(keys, name)
+    keys.insert(position, name)
+    pieces.insert(position, _piece(name, own))
+    return _hash_pieces(child, keys, pieces)
 
 
 def config_hash(config: Dict[str, Any]) -> str:

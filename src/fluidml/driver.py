@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-from fluidml.config import hashed_config
+from fluidml.config import HashedConfig, hashed_child_config, hashed_config
 from fluidml.executors.base import Executor, Job
 from fluidml.runner import Outcome, PredecessorRef
 from fluidml.scheduler import Scheduler
@@ -58,7 +58,11 @@ class RunObserver:
 
 
 def _prepare(task: Task) -> List[PredecessorRef]:
-    unique_config = hashed_config(task._uc())
+    preds = task.predecessors
+    if len(preds) == 1 and task._uc_own is not None and type(preds[0]._unique_config) is HashedConfig:
+        unique_config = hashed_child_config(preds[0]._unique_config, task.name, task._uc_own)
+    else:
+        unique_config = hashed_config(task._uc())
     task._unique_config = unique_config
     task.unique_config_hash = unique_config.hash
     return [PredecessorRef(p.name, p.unique_name, p._uc(), p.run_history) for p in task.predecessors]
@@ -89,6 +93,7 @@ def drive(
     """
     index = {id(task): i for i, task in enumerate(tasks)}
     scheduler = Scheduler([[index[id(p)] for p in task.predecessors] for task in tasks])
+    unprepared = [len(succs) for succs in scheduler.successors]  # successors not yet prepared
     for task in tasks:
         task.state = TaskState.PENDING
     finished = 0
@@ -104,6 +109,10 @@ def drive(
                     task = tasks[task_id]
                     task.state = TaskState.SCHEDULED
                     executor.submit(Job(task_id, task, _prepare(task), store))
+                    for pred in set(map(id, task.predecessors)):
+                        unprepared[index[pred]] -= 1
+                        if unprepared[index[pred]] == 0:  # only kept for its successors
+                            tasks[index[pred]]._release_unique_config()
                     in_flight += 1
                     for observer in observers:
                         observer.task_submitted(task)

@@ -14,7 +14,9 @@ from fluidml._run_names import random_run_name
 from fluidml.driver import RunObserver, RunSummary, describe_store, drive
 from fluidml.exception import NoTasksError, RunConfigError
 from fluidml.executors.local import LocalExecutor
-from fluidml.graph import build_spec_graph, build_task_graph, collect_specs, expand_specs, optimal_num_workers
+from fluidml.graph import (
+    build_spec_graph, build_task_graph, collect_specs, expand_specs, gc_paused, optimal_num_workers
+)
 from fluidml.logging import LoggingObserver
 from fluidml.storage.base import ResultsStore
 from fluidml.storage.memory import InMemoryStore
@@ -63,8 +65,16 @@ class Flow:
             spec._lazy_inputs = None
             spec.validate()
         self.task_spec_graph: nx.DiGraph = build_spec_graph(specs)
-        self._tasks: List[Task] = expand_specs(self.task_spec_graph)
-        self.task_graph: nx.DiGraph = build_task_graph(self._tasks)
+        with gc_paused():
+            self._tasks: List[Task] = expand_specs(self.task_spec_graph)
+        self._task_graph: Optional[nx.DiGraph] = None
+
+    @property
+    def task_graph(self) -> nx.DiGraph:
+        """The expanded task graph (built on first access: it is for introspection and views)."""
+        if self._task_graph is None:
+            self._task_graph = build_task_graph(self._tasks)
+        return self._task_graph
 
     @property
     def num_tasks(self) -> int:

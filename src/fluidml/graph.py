@@ -8,9 +8,13 @@ one task per valid combination and expanded config; a reduce spec makes one task
 every task of every valid combination.
 """
 
+import collections
+import contextlib
+import gc
+import itertools
 import json
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import networkx as nx
 
@@ -19,7 +23,23 @@ from fluidml.exception import CyclicGraphError, GridSearchExpansionError, TaskNa
 from fluidml.task import Task, _FunctionTask
 from fluidml.task_spec import TaskSpec
 
-__all__ = ["build_spec_graph", "build_task_graph", "collect_specs", "expand_specs", "optimal_num_workers"]
+__all__ = [
+    "build_spec_graph", "build_task_graph", "collect_specs", "expand_specs", "gc_paused", "optimal_num_workers"
+]
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pauses the cyclic garbage collector while a graph is built: building creates many linked
+    objects and no garbage, and the collector would rescan them again and again (about 70% of the
+    build time of 100 000 tasks). The previous state is restored."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def collect_specs(tasks: Sequence[Any]) -> List[TaskSpec]:
@@ -27,9 +47,9 @@ def collect_specs(tasks: Sequence[Any]) -> List[TaskSpec]:
     specs: List[TaskSpec] = []
     seen: Dict[int, TaskSpec] = {}
     names: Dict[str, TaskSpec] = {}
-    queue = list(tasks)
+    queue = collections.deque(tasks)
     while queue:
-        spec = queue.pop(0)
+        spec = queue.popleft()
         if not isinstance(spec, TaskSpec):
             raise TaskSpecError(f"Flow takes TaskSpec objects, got {spec!r} ({type(spec).__name__}).")
         if id(spec) in seen:
@@ -68,13 +88,11 @@ def build_spec_graph(specs: Sequence[TaskSpec]) -> nx.DiGraph:
 
 def _new_task(spec: TaskSpec) -> Task:
     if spec.is_function:
-        task: Task = _FunctionTask.__new__(_FunctionTask)
-        Task.__init__(task)
+        task: Task = _FunctionTask._blank()
         task.task = spec.task
         task._pass_task = spec._pass_task
     else:
-        task = spec.task.__new__(spec.task)
-        Task.__init__(task)
+        task = spec.task._blank()
     task._spec = spec
     task.name = spec.name
     task.reduce = spec.reduce
@@ -93,12 +111,35 @@ def _json_default(value: Any) -> Any:
     raise TypeError(type(value).__name__)
 
 
+class _UniqueConfigKeys(dict):
+    """Spec name -> the task names in its tasks' unique configs (itself and its ancestors),
+    computed on first use: only specs with several predecessors need them."""
+
+    def __init__(self, spec_graph: nx.DiGraph):
+        super().__init__()
+        self.spec_graph = spec_graph
+
+    def __missing__(self, name: str) -> frozenset:
+        keys = self[name] = frozenset(nx.ancestors(self.spec_graph, name) | {name})
+        return keys
+
+
 def _valid_combinations(spec: TaskSpec, tasks_of: Dict[str, List[Task]], keys_of: Dict[str, frozenset],
                         specs: Dict[str, TaskSpec]) -> List[Tuple[Task, ...]]:
     """Combinations of predecessor tasks (first predecessor slowest) whose non-reduce members agree
     on every shared ancestor's config."""
     pred_names = [p.name for p in spec.predecessors]
     checked = [not specs[name].reduce for name in pred_names]
+    if sum(checked) < 2:  # at most one member is compared: every combination is valid
+        return list(itertools.product(*(tasks_of[name] for name in pred_names)))
+    seen: set = set()
+    overlap = False
+    for name, check in zip(pred_names, checked):
+        if check:
+            overlap = overlap or bool(keys_of[name] & seen)
+            seen |= keys_of[name]
+    if not overlap:  # nothing to agree on: every combination is valid
+        return list(itertools.product(*(tasks_of[name] for name in pred_names)))
     combos: List[Tuple[Tuple[Task, ...], Dict[str, str]]] = [((), {})]
     bound: set = set()
     for position, name in enumerate(pred_names):
@@ -208,7 +249,7 @@ def expand_specs(spec_graph: nx.DiGraph) -> List[Task]:
     order, then in creation order), with unique names assigned."""
     specs: Dict[str, TaskSpec] = {name: data["task"] for name, data in spec_graph.nodes(data=True)}
     tasks_of: Dict[str, List[Task]] = {}
-    keys_of: Dict[str, frozenset] = {}
+    keys_of = _UniqueConfigKeys(spec_graph)
     for name in nx.topological_sort(spec_graph):
         spec = specs[name]
         if spec.reduce and not spec.predecessors:
@@ -218,7 +259,6 @@ def expand_specs(spec_graph: nx.DiGraph) -> List[Task]:
                 task_name=name,
                 key="reduce",
             )
-        keys_of[name] = frozenset({name}).union(*(keys_of[p.name] for p in spec.predecessors))
         combos = _valid_combinations(spec, tasks_of, keys_of, specs)
         if not combos:
             raise GridSearchExpansionError(
@@ -232,6 +272,7 @@ def expand_specs(spec_graph: nx.DiGraph) -> List[Task]:
         group = tasks_of[name]
         for number, task in enumerate(group, start=1):
             task.unique_name = f"{name}-{number}" if len(group) > 1 else name
+            task._release_unique_config()  # built again when needed; keeps the graph small
         ordered.extend(group)
     return ordered
 
@@ -244,13 +285,11 @@ def _normal_tasks(spec: TaskSpec, combos: List[Tuple[Task, ...]]) -> List[Task]:
         for prepared, own in configs:
             task = _new_task(spec)
             task._config = prepared
+            task._uc_own = own  # the unique config is built from the predecessors' when needed
             if members:
-                task._uc_recipe = (members, own)
                 task._predecessors = list(members)
                 for member in members:
                     member._successors.append(task)
-            else:
-                task._unique_config = {spec.name: own}
             tasks.append(task)
     return tasks
 
@@ -270,8 +309,9 @@ def build_task_graph(tasks: Sequence[Task]) -> nx.DiGraph:
     """The expanded task graph: nodes are unique names with attribute ``task``, edges run from
     predecessor to successor."""
     graph = nx.DiGraph(name="task graph")
-    graph.add_nodes_from((task.unique_name, {"task": task}) for task in tasks)
-    graph.add_edges_from((pred.unique_name, task.unique_name) for task in tasks for pred in task.predecessors)
+    with gc_paused():
+        graph.add_nodes_from((task.unique_name, {"task": task}) for task in tasks)
+        graph.add_edges_from((pred.unique_name, task.unique_name) for task in tasks for pred in task.predecessors)
     return graph
 
 

@@ -8,14 +8,14 @@ import re
 import traceback
 import typing
 from dataclasses import dataclass
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence
 
 from fluidml._metadict import MetaDict
 from fluidml.exception import TaskResultKeyAlreadyExists, TaskResultObjectMissing
 from fluidml.storage.base import TASK_INFO, LazySweep, Promise, ResultsStore, Sweep
-from fluidml.task import Task, TaskState, _FunctionTask
+from fluidml.task import Task, TaskInfo, TaskState, _FunctionTask
 
-__all__ = ["Outcome", "PredecessorRef", "gather_inputs", "run_task"]
+__all__ = ["Outcome", "PredecessorRef", "RunHistory", "gather_inputs", "info_record", "run_task"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class PredecessorRef(NamedTuple):
     name: str
     unique_name: str
     unique_config: Dict[str, Any]
-    run_history: Optional[Dict[str, str]]
+    run_history: Optional[Mapping[str, str]]
 
 
 @dataclass
@@ -42,7 +42,7 @@ class Outcome:
     sweep_counter: Optional[str] = None
     started: Optional[datetime.datetime] = None
     ended: Optional[datetime.datetime] = None
-    run_history: Optional[Dict[str, str]] = None
+    run_history: Optional[Mapping[str, str]] = None
 
 
 _LAZY_TEXT = re.compile(r"\b(Promise|FilePromise|LazySweep)\b")
@@ -140,13 +140,74 @@ def _load(store: ResultsStore, name: str, pred: PredecessorRef, lazy: bool) -> A
     return store.load(name, pred.name, pred.unique_config)
 
 
-def _merged_history(task: Task, predecessors: Sequence[PredecessorRef]) -> Dict[str, str]:
-    history = {}
-    for pred in predecessors:
-        for name, task_id in (pred.run_history or {}).items():
-            history.setdefault(name, task_id)
-    history[task.name] = task.id
-    return history
+class RunHistory(Mapping):
+    """Task name -> task id, for a task and all its ancestors.
+
+    It keeps its own entry and refers to its predecessors' histories instead of copying them, so
+    a chain of n tasks holds n entries, not n**2 / 2. Reading it flattens it: the task's own entry
+    first, then each predecessor's history (the first predecessor wins where two disagree). It
+    pickles as a plain dict.
+    """
+
+    __slots__ = ("_own", "_parents")
+
+    def __init__(self, own: Dict[str, str], parents: Sequence[Mapping]):
+        self._own = own
+        self._parents = tuple(parents)
+
+    def to_dict(self) -> Dict[str, str]:
+        """The flattened history as a plain dict."""
+        flat: Dict[str, str] = {}
+        seen = set()
+        stack: List[Mapping] = [self]
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue  # a shared ancestor: everything it holds is already in
+            seen.add(id(node))
+            if isinstance(node, RunHistory):
+                for name, task_id in node._own.items():
+                    flat.setdefault(name, task_id)
+                stack.extend(reversed(node._parents))
+            else:
+                for name, task_id in node.items():
+                    flat.setdefault(name, task_id)
+        return flat
+
+    def __getitem__(self, name: str) -> str:
+        return self.to_dict()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+    def __repr__(self) -> str:
+        return repr(self.to_dict())
+
+    def __reduce__(self) -> Any:
+        return dict, (self.to_dict(),)
+
+
+def _merged_history(task: Task, predecessors: Sequence[PredecessorRef]) -> RunHistory:
+    return RunHistory({task.name: task.id}, [p.run_history for p in predecessors if p.run_history is not None])
+
+
+def info_record(task: Task, store: ResultsStore) -> Dict[str, Any]:
+    """The task's ``TaskInfo`` as the dict stores keep (``fluidml_info``).
+
+    Built without validating (the values are the driver's own). ``run_history`` stays shared for
+    stores that keep Python objects as they are (``store.keeps_objects``); others get a plain dict.
+    """
+    info = TaskInfo.model_construct(
+        project_name=task.project_name or "", run_name=task.run_name or "", state=task.state,
+        started=task.started, ended=task.ended, duration=task.duration, run_history=None,
+        sweep_counter=task.sweep_counter, unique_config_hash=task.unique_config_hash, id=task.id,
+    ).model_dump(mode="json")
+    history = task.run_history
+    info["run_history"] = history if store.keeps_objects or history is None else dict(history)
+    return info
 
 
 def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore) -> Outcome:
@@ -194,8 +255,7 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
         state, error, trace = TaskState.FAILED, exc, traceback.format_exc()
     task.ended = datetime.datetime.now()
     task.state = state
-    store.save(task.info.model_dump(mode="json"), TASK_INFO, type_="json", task_name=task.name,
-               task_unique_config=uc, indent=4)
+    store.save(info_record(task, store), TASK_INFO, type_="json", task_name=task.name, task_unique_config=uc, indent=4)
     return Outcome(state, reason=reason, error=error, traceback=trace, run_name=task.run_name,
                    sweep_counter=task.sweep_counter, started=task.started, ended=task.ended,
                    run_history=task.run_history)

@@ -8,6 +8,7 @@ keyword arguments; its ``super().__init__()`` call is then a no-op, so the bookk
 
 import datetime
 import inspect
+from types import MappingProxyType
 from abc import ABC, abstractmethod
 from enum import Enum
 from typing import Any, Dict, List, Optional, Union
@@ -118,7 +119,7 @@ class Task(DependencyMixin, ABC):
         self.expects = expects
         self.reduce = reduce
         self._unique_config: Optional[Dict] = None
-        self._uc_recipe: Optional[tuple] = None
+        self._uc_own: Optional[Dict] = None  # own entry, when the rest comes from the predecessors
         self._meta_unique_config: Optional[MetaDict] = None
         self._config: Dict[str, Any] = {}
         self._extra_kwargs: Dict[str, Any] = {}
@@ -131,6 +132,16 @@ class Task(DependencyMixin, ABC):
 
     def __repr__(self) -> str:
         return f"<Task {self.unique_name!r}>"
+
+    @classmethod
+    def _blank(cls) -> "Task":
+        """A half-initialized instance, as ``Task.__init__`` would leave it, made in one step (the
+        Flow creates one per expanded task, so this is on the hot path of graph building)."""
+        task = cls.__new__(cls)
+        task.__dict__.update(_BLANK)
+        task._predecessors = []
+        task._successors = []
+        return task
 
     @abstractmethod
     def run(self, **results: Any) -> None:
@@ -175,20 +186,20 @@ class Task(DependencyMixin, ABC):
     @unique_config.setter
     def unique_config(self, unique_config: Optional[Dict]) -> None:
         self._unique_config = None if unique_config is None else dict(unique_config)
-        self._uc_recipe = None
+        self._uc_own = None
         self._meta_unique_config = None
 
     def _uc(self) -> Dict[str, Any]:
         """The unique config as a plain dict (built from the predecessors' on first use)."""
         if self._unique_config is None:
-            if self._uc_recipe is None:
+            if self._uc_own is None:
                 return {}
             _materialize(self)
         return self._unique_config
 
     def _release_unique_config(self) -> None:
         """Forgets a unique config that can be rebuilt (keeps deep graphs at O(depth) memory)."""
-        if self._uc_recipe is not None:
+        if self._uc_own is not None:
             self._unique_config = None
             self._meta_unique_config = None
 
@@ -261,15 +272,25 @@ class Task(DependencyMixin, ABC):
     ) -> Any:
         """Loads an object; by default this run's own. With ``task_name`` (and a unique config), loads
         another task's object: the run whose config matches exactly, else the run of that task whose
-        whole config is contained in the given one (the most specific wins). Returns None if absent."""
+        whole config is contained in the given one, e.g. an upstream task's run found with a
+        downstream task's config or a Sweep's config. Returns None if there is no such object."""
         target_name, uc = self._target(task_name, task_unique_config)
         store = self._store()
         obj = store.load(name, target_name, uc, **kwargs)
         if obj is None and target_name != self.name:
-            match = store.find_unique_config(target_name, uc)
+            match = self._upstream_config(target_name, uc)
             if match is not None and match != uc:
                 obj = store.load(name, target_name, match, **kwargs)
         return obj
+
+    def _upstream_config(self, task_name: str, config: Dict) -> Optional[Dict]:
+        """The unique config of the ``task_name`` run that ``config`` contains: its entries for that
+        task and its ancestors when the task is in this flow, else the store's best match."""
+        spec = getattr(self, "_spec", None)
+        keys = spec._unique_config_keys(task_name) if spec is not None else None
+        if keys is not None and keys <= config.keys():
+            return {key: value for key, value in config.items() if key in keys}
+        return self._store().find_unique_config(task_name, config)
 
     def delete(self, name: str, task_name: Optional[str] = None, task_unique_config: Optional[Dict] = None) -> None:
         """Deletes an object from the results store (and from that run's list of results)."""
@@ -374,8 +395,8 @@ def _materialize(task: Task) -> None:
         if current._unique_config is not None:
             stack.pop()
             continue
-        predecessors, own = current._uc_recipe
-        missing = [p for p in predecessors if p._unique_config is None and p._uc_recipe is not None]
+        predecessors = current._predecessors
+        missing = [p for p in predecessors if p._unique_config is None and p._uc_own is not None]
         if missing:
             stack.extend(missing)
             continue
@@ -384,16 +405,21 @@ def _materialize(task: Task) -> None:
         for predecessor in predecessors:
             if predecessor._unique_config is not None:
                 merged.update(predecessor._unique_config)
-        merged[current.name] = own
+        merged[current.name] = current._uc_own
         current._unique_config = merged
 
 
-def _protected_names() -> frozenset:
+def _base_attributes() -> Dict[str, Any]:
     probe = _FunctionTask.__new__(_FunctionTask)
     Task.__init__(probe)
-    names = {n for n in dir(Task) if not n.startswith("__")} | set(vars(probe)) | {"task", "_spec"}
-    return frozenset(names)
+    return vars(probe)
 
+
+_BLANK = {k: v for k, v in _base_attributes().items() if not isinstance(v, (list, dict))}
+# Shared read-only empties: the graph replaces _config per task, and nothing mutates these in place.
+_BLANK.update(_config=MappingProxyType({}), _extra_kwargs=MappingProxyType({}))
 
 #: Names a class task's config keys may not use, as they would shadow Task attributes.
-PROTECTED_NAMES = _protected_names()
+PROTECTED_NAMES = frozenset(
+    {n for n in dir(Task) if not n.startswith("__")} | set(_base_attributes()) | {"task", "_spec", "_pass_task"}
+)

@@ -187,6 +187,25 @@ class TaskSpec(DependencyMixin):
         excluded = set(self._config_keys()) | {"task"}
         return {n: p for n, p in _named_parameters(self.task, skip_first=False).items() if n not in excluded}
 
+    def _unique_config_keys(self, name: str) -> Optional[frozenset]:
+        """The entries of task ``name``'s unique configs (its name and its ancestors'), if a spec of
+        that name is connected to this one; None otherwise."""
+        cache = self.__dict__.setdefault("_key_cache", {})
+        if name not in cache:
+            seen = {id(self): self}
+            queue = [self]
+            target = None
+            while queue and target is None:
+                spec = queue.pop()
+                if spec.name == name:
+                    target = spec
+                for other in (*spec.predecessors, *spec.successors):
+                    if id(other) not in seen:
+                        seen[id(other)] = other
+                        queue.append(other)
+            cache[name] = None if target is None else frozenset(s.name for s in _ancestors(target))
+        return cache[name]
+
     def validate(self) -> None:
         """Checks the config keys against the task's signature; raises ``TaskSpecError`` naming the key."""
         from fluidml.task import PROTECTED_NAMES, Task
@@ -269,3 +288,15 @@ def _check_name(name: Any) -> str:
             task_name=name,
         )
     return name
+
+
+def _ancestors(spec: TaskSpec) -> List[TaskSpec]:
+    """The spec and every spec it (transitively) requires."""
+    found = {id(spec): spec}
+    stack = [spec]
+    while stack:
+        for pred in stack.pop().predecessors:
+            if id(pred) not in found:
+                found[id(pred)] = pred
+                stack.append(pred)
+    return list(found.values())

@@ -59,6 +59,9 @@ class StoreContext:
 class ResultsStore(ABC):
     """The interface of a results store: five core methods, the rest derived from them."""
 
+    #: True for stores that keep saved objects as they are, in this process (no serialization).
+    keeps_objects: bool = False
+
     def __init__(self) -> None:
         self._lock: Any = None
 

@@ -1,7 +1,7 @@
 """InMemoryStore: results in a dict, keyed by task name and unique-config digest (O(1) lookups)."""
 
 import logging
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Dict, Optional
 
 from fluidml.config import config_digest
 from fluidml.storage.base import ResultsStore, StoreContext
@@ -14,12 +14,17 @@ logger = logging.getLogger(__name__)
 class InMemoryStore(ResultsStore):
     """An in-memory results store; the default when ``Flow.run()`` gets no store.
 
-    Each run is one entry ``{"config": unique_config, "results": {name: object}}``. With a
-    ``multiprocessing`` manager the entries live in a ``manager.dict()`` that processes share.
+    Each run is one dict of its objects, keyed by task name and unique-config digest. The configs
+    themselves are not kept (they hold an entry per ancestor, which adds up in deep graphs), so
+    the store cannot list a task's runs; ``Task.load`` finds upstream runs through the flow's
+    graph instead. With a ``multiprocessing`` manager the runs live in a ``manager.dict()`` that
+    processes share.
 
     Args:
         manager: An optional ``multiprocessing.Manager()`` to share the store between processes.
     """
+
+    keeps_objects = True
 
     def __init__(self, manager: Optional[Any] = None):
         super().__init__()
@@ -39,24 +44,24 @@ class InMemoryStore(ResultsStore):
         with self.lock:
             run = self._runs.get(key)
             if run is None:
-                run = {"config": task_unique_config, "results": {}}
-            run["results"][name] = obj
+                run = {}
+            run[name] = obj
             self._runs[key] = run  # a manager dict only stores what is assigned
 
     def load(self, name: str, task_name: str, task_unique_config: Dict, **kwargs: Any) -> Optional[Any]:
         """The object ``name`` of the run, or None. ``lazy`` is accepted and has no effect in memory."""
         run = self._runs.get((task_name, config_digest(task_unique_config)))
-        return None if run is None else run["results"].get(name)
+        return None if run is None else run.get(name)
 
     def delete(self, name: str, task_name: str, task_unique_config: Dict) -> None:
         """Deletes the object ``name`` of the run, if it exists."""
         key = (task_name, config_digest(task_unique_config))
         with self.lock:
             run = self._runs.get(key)
-            if run is None or name not in run["results"]:
+            if run is None or name not in run:
                 logger.debug('Nothing to delete: task "%s" has no object "%s" for this config.', task_name, name)
                 return
-            del run["results"][name]
+            del run[name]
             self._runs[key] = run
 
     def delete_run(self, task_name: str, task_unique_config: Dict) -> None:
@@ -67,7 +72,3 @@ class InMemoryStore(ResultsStore):
     def get_context(self, task_name: str, task_unique_config: Dict) -> Optional[StoreContext]:
         """In-memory runs have no directory: always None."""
         return None
-
-    def stored_configs(self, task_name: str) -> Iterable[Dict]:
-        """The unique configs of the task's stored runs."""
-        return [run["config"] for (name, _), run in list(self._runs.items()) if name == task_name]

@@ -1,0 +1,102 @@
+"""The benchmark scenarios and their targets (DESIGN.md section 6). Adding a scenario means adding a
+``bench_*.py`` script that prints one JSON line, and one entry to ``SCENARIOS`` below."""
+
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple, Union
+
+# A target check gets (size, our value, our values by size), a value being None where our run
+# failed, and gives (target text, met: True, False or None when it cannot tell).
+Target = Callable[[int, Optional[float], Dict[int, Optional[float]]], Tuple[str, Optional[bool]]]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One number a script reports; it becomes one table row per size."""
+
+    key: str  # the key in the script's JSON line
+    label: str  # row label; "{size}" is filled in
+    unit: str  # "s" (seconds) or "us/task" (microseconds per task)
+    target: Optional[Target] = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A script run once per size, under each interpreter, in its own subprocess."""
+
+    name: str
+    script: str
+    sizes: Tuple[int, ...]
+    quick_sizes: Tuple[int, ...]
+    metrics: Tuple[Metric, ...]
+    original_max: Optional[int] = None  # larger sizes are too slow for the original: not run
+
+
+def format_value(value: float, unit: str) -> str:
+    """1.75 s, 20.1 ms, 49.0 µs; with "/task" for per-task metrics."""
+    seconds = value * 1e-6 if unit == "us/task" else value
+    if seconds >= 1:
+        text = f"{seconds:.2f} s"
+    elif seconds >= 1e-3:
+        text = f"{seconds * 1e3:.1f} ms"
+    else:
+        text = f"{seconds * 1e6:.1f} µs"
+    return text + ("/task" if unit == "us/task" else "")
+
+
+def at_most(limit: Union[float, Dict[int, float]], unit: str) -> Target:
+    """Target: the value is at most ``limit`` (one limit for all sizes, or one per listed size)."""
+
+    def check(size, value, _values):
+        bound = limit if not isinstance(limit, dict) else limit.get(size)
+        if bound is None:
+            return "—", None
+        return f"≤ {format_value(bound, unit)}", value is not None and value <= bound
+
+    return check
+
+
+def flat_in_size(factor: float = 2.0) -> Target:
+    """Target: it runs, and the cost per task stays within ``factor`` of the cost at the smallest size."""
+
+    def check(size, value, values):
+        base = min(values)
+        if size == base:
+            return "runs", value is not None
+        text = f"runs; ≤ {factor:g}× cost at {base}"
+        if value is None or values[base] is None:
+            return text, False if value is None else None
+        return text, value <= factor * values[base]
+
+    return check
+
+
+SCENARIOS = [
+    Scenario(
+        name="build",
+        script="bench_build.py",
+        sizes=(1000, 2000, 10000, 100000),
+        quick_sizes=(100,),
+        original_max=2000,  # cubic in the original: N=4000 takes about 106 s
+        metrics=(Metric("seconds", "`Flow()` build: grid N={size} → successor → reduce", "s",
+                        at_most({1000: 0.020, 100000: 3.0}, "s")),),
+    ),
+    Scenario(
+        name="sequential",
+        script="bench_sequential.py",
+        sizes=(1000, 10000),
+        quick_sizes=(50,),
+        original_max=1000,  # about 17 ms per task in the original
+        metrics=(Metric("us_per_task", "sequential, in-memory, {size} trivial tasks (wide)", "us/task",
+                        at_most(50.0, "us/task")),),
+    ),
+    Scenario(
+        name="chain",
+        script="bench_chain.py",
+        sizes=(1000, 5000, 10000),
+        quick_sizes=(50, 100),
+        metrics=(
+            Metric("build_us_per_task", "deep chain, depth {size}: build", "us/task", flat_in_size()),
+            Metric("run_us_per_task", "deep chain, depth {size}: run", "us/task", flat_in_size()),
+        ),
+    ),
+]

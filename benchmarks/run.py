@@ -75,8 +75,19 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def revision() -> str:
+    """The git revision of this checkout ("+ changes" if the tree is dirty), or "unknown"."""
+    try:
+        done = subprocess.run(["git", "describe", "--always", "--dirty=+changes"], cwd=HERE,
+                              capture_output=True, text=True, timeout=30)
+    except OSError:
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
 def machine_info(pythons: Dict[str, str]) -> Dict:
     return {
+        "revision": revision(),
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "platform": platform.platform(),
@@ -194,6 +205,7 @@ def describe(info: Dict, args: argparse.Namespace) -> str:
         else:
             lines.append(f"- {title}: {interp['path']} (Python {interp['python']}, "
                          f"fluidml {interp['fluidml']} from {interp['location']})")
+    lines.append(f"- this project's checkout: git {info['revision']}")
     lines.append(f"- sizes: {'quick' if args.quick else 'full'}; limit {args.timeout:g} s per run; each "
                  f"figure is the best of up to {REPEATS} repeats within {BUDGET:g} s, in a fresh process")
     return "\n".join(lines)

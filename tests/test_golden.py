@@ -9,6 +9,7 @@ import pytest
 from fluidml import Flow, TaskSpec
 from fluidml.config import config_hash, expand_config
 from fluidml.exception import GridSearchExpansionError
+from golden.describe import build_flow
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 
@@ -60,22 +61,6 @@ def test_golden_files_cover_the_interesting_shapes():
     assert sum(len(c.get("result", [])) > 3 for c in cases) > 30
 
 
-def noop(task, **kwargs):
-    pass
-
-
-def _build(desc):
-    specs = {
-        s["name"]: TaskSpec(task=noop, name=s["name"], config=s.get("config"), expand=s.get("expand"),
-                            reduce=s.get("reduce"), config_ignore_prefix=s.get("ip"))
-        for s in desc["specs"]
-    }
-    for s in desc["specs"]:
-        for pred in s["requires"]:
-            specs[s["name"]].requires(specs[pred])
-    return Flow([specs[name] for name in desc["listed"]])
-
-
 def _equal_up_to_wrapping(a, b):
     """The original's reducers rewrite the unique configs of upstream tasks in place (a plain list
     value gets wrapped once more); the reducers' own configs are right, the upstream ones are not."""
@@ -94,7 +79,7 @@ FLOWS = _load("flows")
 @pytest.mark.parametrize("case", FLOWS, ids=[f"flow-{i}" for i in range(len(FLOWS))])
 def test_expanded_graph_matches_original(case):
     """Task names, order, configs, unique configs (key order included) and predecessors."""
-    flow = _build(case)
+    flow = build_flow(case, TaskSpec, Flow)
     assert list(flow.task_spec_graph.nodes) == case["spec_nodes"]
     tasks = [data["task"] for _, data in flow.task_graph.nodes(data=True)]
     assert [t.unique_name for t in tasks] == [t["unique_name"] for t in case["tasks"]]

@@ -14,7 +14,7 @@ from fluidml import exception
 @pytest.mark.parametrize(
     "module, names",
     [
-        ("fluidml", ["Flow", "Task", "TaskSpec", "configure_logging"]),
+        ("fluidml", ["Flow", "RunObserver", "RunSummary", "Task", "TaskSpec", "configure_logging"]),
         ("fluidml.storage", ["InMemoryStore", "LazySweep", "Promise", "ResultsStore", "StoreContext", "Sweep"]),
         ("fluidml.task", ["Task", "TaskInfo", "TaskResults", "TaskState"]),
         ("fluidml.exception", ["CyclicGraphError", "FluidmlError", "GridSearchExpansionError", "NoTasksError",

@@ -5,6 +5,7 @@ The public names live where the API reference puts them: ``fluidml`` (below), ``
 ``fluidml.storage``, ``fluidml.exception``.
 """
 
+from fluidml.driver import RunObserver, RunSummary
 from fluidml.flow import Flow
 from fluidml.logging import configure_logging
 from fluidml.task import Task
@@ -12,4 +13,4 @@ from fluidml.task_spec import TaskSpec
 
 __version__ = "0.4.0"
 
-__all__ = ["Flow", "Task", "TaskSpec", "__version__", "configure_logging"]
+__all__ = ["Flow", "RunObserver", "RunSummary", "Task", "TaskSpec", "__version__", "configure_logging"]

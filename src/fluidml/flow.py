@@ -106,10 +106,12 @@ class Flow:
         Tasks whose finished run is already in ``results_store`` are skipped ("already executed").
 
         Args:
-            num_workers: Processes to use; ``None`` infers the useful number from the graph.
+            num_workers: Number of worker processes; ``None`` means the useful number for the
+                graph (see ``optimal_num_workers``). In this version every run executes its tasks
+                one after another in the calling process; the value is validated.
             resources: One resource (e.g. a GPU id) or a list of them; tasks see theirs as
                 ``task.resource``. Running in this process, every task gets the first one.
-            start_method: Multiprocessing start method for worker processes.
+            start_method: Multiprocessing start method for worker processes (validated).
             exit_on_error: Stop at the first failure and re-raise its error. With ``False``,
                 failed tasks' successors are skipped, the rest runs, and nothing is raised.
             log_to_tmux: Show each worker's log in its own tmux pane.

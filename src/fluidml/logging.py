@@ -84,8 +84,8 @@ class LoggingObserver(RunObserver):
     """Writes the run's log lines (the ``fluidml.flow`` logger): start, per-task results, summary."""
 
     def run_started(self, summary: RunSummary) -> None:
-        logger.info('Run "%s" (project "%s"): %d tasks, results in %s.',
-                    summary.run_name, summary.project_name, summary.total, summary.store)
+        logger.info('Run "%s" (project "%s"): %d tasks, run %s, results in %s.',
+                    summary.run_name, summary.project_name, summary.total, summary.executor, summary.store)
 
     def task_ended(self, task: Task, outcome: Outcome, finished: int, total: int) -> None:
         if not logger.isEnabledFor(logging.INFO if outcome.state == TaskState.FINISHED else logging.ERROR):

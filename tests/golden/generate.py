@@ -13,14 +13,11 @@ import json
 import pathlib
 import random
 
+from describe import build_flow, noop
 from fluidml import Flow, TaskSpec
 from fluidml.storage import InMemoryStore
 
 HERE = pathlib.Path(__file__).parent
-
-
-def noop(task, **kwargs):
-    pass
 
 
 def random_value(rng, depth):
@@ -94,24 +91,12 @@ def random_flow(rng):
     return {"specs": specs, "listed": listed}
 
 
-def build(desc):
-    specs = {
-        s["name"]: TaskSpec(task=noop, name=s["name"], config=s.get("config"), expand=s.get("expand"),
-                            reduce=s.get("reduce"), config_ignore_prefix=s.get("ip"))
-        for s in desc["specs"]
-    }
-    for s in desc["specs"]:
-        for pred in s["requires"]:
-            specs[s["name"]].requires(specs[pred])
-    return Flow([specs[name] for name in desc["listed"]])
-
-
 def flow_cases(rng, count):
     cases = []
     for _ in range(count):
         case = random_flow(rng)
         try:
-            flow = build(case)
+            flow = build_flow(case, TaskSpec, Flow)
             case["tasks"] = [
                 {
                     "unique_name": task.unique_name,

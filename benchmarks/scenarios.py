@@ -92,7 +92,7 @@ SCENARIOS = [
     Scenario(
         name="chain",
         script="bench_chain.py",
-        sizes=(1000, 5000, 10000),
+        sizes=(500, 1000, 5000, 10000),
         quick_sizes=(50, 100),
         metrics=(
             Metric("build_us_per_task", "deep chain, depth {size}: build", "us/task", flat_in_size()),

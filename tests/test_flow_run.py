@@ -347,3 +347,22 @@ def test_a_deep_chain_runs(executor_kwargs):
 
 def _pass_y(y, task):
     task.save(y, "y")
+
+
+def mutate_config(layers, opts, task):
+    layers.append(99)
+    opts["lr"] = -1
+    task.save(list(layers), "seen")
+
+
+def test_a_task_changing_its_config_values_does_not_change_its_identity(make_store, executor_kwargs, recorder):
+    """Lists and dicts a task receives from its config are its own copies: mutating them leaves
+    the unique config, and so the cache, intact."""
+    store = make_store()
+    spec = TaskSpec(task=mutate_config, config={"layers": [[64, 32]], "opts": {"lr": 0.1}}, expand="product")
+    flow = Flow([spec])
+    first = flow.run(results_store=store, return_results="all", **executor_kwargs)
+    assert first["mutate_config"][0].results["seen"] == [64, 32, 99]
+    assert first["mutate_config"][0].unique_config == {"mutate_config": {"layers": [64, 32], "opts": {"lr": 0.1}}}
+    flow.run(results_store=store, observers=[recorder], **executor_kwargs)
+    assert recorder.executed == []

@@ -26,6 +26,7 @@ __all__ = [
     "HashedConfig",
     "config_digest",
     "config_hash",
+    "copy_json",
     "expand_config",
     "hashed_child_config",
     "hashed_config",
@@ -249,6 +250,15 @@ def relevant_config(value: Any, ignore_prefix: Optional[str]) -> Any:
         }
     if isinstance(value, list):
         return [relevant_config(v, ignore_prefix) for v in value if v is not None]
+    return value
+
+
+def copy_json(value: Any) -> Any:
+    """A deep copy of JSON-like data (dicts and lists are copied, other values shared)."""
+    if isinstance(value, dict):
+        return {k: copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [copy_json(v) for v in value]
     return value
 
 

@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterator, List, Sequence, Tuple
 
 import networkx as nx
 
-from fluidml.config import prepared_config, relevant_config
+from fluidml.config import copy_json, prepared_config, relevant_config
 from fluidml.exception import CyclicGraphError, GridSearchExpansionError, TaskNameError, TaskSpecError
 from fluidml.task import Task, _FunctionTask
 from fluidml.task_spec import TaskSpec
@@ -130,12 +130,10 @@ def _valid_combinations(spec: TaskSpec, tasks_of: Dict[str, List[Task]], keys_of
     on every shared ancestor's config."""
     pred_names = [p.name for p in spec.predecessors]
     checked = [not specs[name].reduce for name in pred_names]
-    if sum(checked) < 2:  # at most one member is compared: every combination is valid
-        return list(itertools.product(*(tasks_of[name] for name in pred_names)))
-    seen: set = set()
     overlap = False
-    for name, check in zip(pred_names, checked):
-        if check:
+    if sum(checked) > 1:  # (keys_of is only computed where two members could disagree)
+        seen: set = set()
+        for name in itertools.compress(pred_names, checked):
             overlap = overlap or bool(keys_of[name] & seen)
             seen |= keys_of[name]
     if not overlap:  # nothing to agree on: every combination is valid
@@ -196,7 +194,7 @@ def _merge_into(acc: Any, value: Any) -> Any:
         return acc
     if isinstance(acc, dict) and isinstance(value, dict):
         for key, item in value.items():
-            acc[key] = _merge_into(acc[key], item) if key in acc else _copy_dicts(item)
+            acc[key] = _merge_into(acc[key], item) if key in acc else copy_json(item)
         return acc
     if _equality_key(acc) == _equality_key(value):
         return acc
@@ -204,10 +202,6 @@ def _merge_into(acc: Any, value: Any) -> Any:
     distinct.add(acc)
     distinct.add(value)
     return distinct
-
-
-def _copy_dicts(value: Any) -> Any:
-    return {k: _copy_dicts(v) for k, v in value.items()} if isinstance(value, dict) else value
 
 
 def _plain(value: Any) -> Any:

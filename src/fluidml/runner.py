@@ -4,6 +4,7 @@
 
 import datetime
 import logging
+import os
 import re
 import traceback
 import typing
@@ -210,6 +211,20 @@ def info_record(task: Task, store: ResultsStore) -> Dict[str, Any]:
     return info
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _user_traceback(exc: BaseException) -> str:
+    """The traceback text of a task's exception from the first frame outside fluidml (all of it if
+    the error arose in fluidml itself, e.g. a missing input)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        tb = tb.tb_next
+    if tb is None and exc.__traceback__ is not None:
+        tb = exc.__traceback__.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
 def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore) -> Outcome:
     """Runs one task against the store, unless the store already holds a finished run of it.
 
@@ -250,9 +265,9 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
         task._init_user_task()
         task.run(**inputs)
     except KeyboardInterrupt as exc:
-        state, error, trace = TaskState.KILLED, exc, traceback.format_exc()
+        state, error, trace = TaskState.KILLED, exc, _user_traceback(exc)
     except Exception as exc:
-        state, error, trace = TaskState.FAILED, exc, traceback.format_exc()
+        state, error, trace = TaskState.FAILED, exc, _user_traceback(exc)
     task.ended = datetime.datetime.now()
     task.state = state
     store.save(info_record(task, store), TASK_INFO, type_="json", task_name=task.name, task_unique_config=uc, indent=4)

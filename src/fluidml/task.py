@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Union
 from pydantic import BaseModel, ConfigDict
 
 from fluidml._metadict import MetaDict
-from fluidml.config import prepared_config
+from fluidml.config import copy_json, prepared_config
 from fluidml.task_spec import DependencyMixin, TaskSpec
 
 __all__ = ["PROTECTED_NAMES", "RESERVED_RESULT_NAMES", "Task", "TaskInfo", "TaskResults", "TaskState"]
@@ -173,7 +173,8 @@ class Task(DependencyMixin, ABC):
         nested, additional kwargs unchanged."""
         config = self._config
         if any(isinstance(v, (dict, list)) for v in config.values()):
-            config = MetaDict(config)
+            # a copy: the task may change what it gets, the run's identity must not change
+            config = MetaDict(copy_json(config))
         return {**config, **self._extra_kwargs}
 
     @property

@@ -124,23 +124,24 @@ def drive(
                 task, outcome = tasks[completion.task_id], completion.outcome
                 _apply(task, outcome)
                 summary.states[task.unique_name] = outcome.state
+                lost_ids: List[int] = []
                 if outcome.state == TaskState.FINISHED:
                     scheduler.finished(completion.task_id)
                     finished += 1
                     summary.cached += outcome.cached
                 else:
                     _record_failure(summary, task, outcome)
-                    for lost_id in scheduler.failed(completion.task_id):
-                        lost = tasks[lost_id]
-                        lost.state = TaskState.UPSTREAM_FAILED
-                        summary.states[lost.unique_name] = TaskState.UPSTREAM_FAILED
-                        for observer in observers:
-                            observer.task_upstream_failed(lost, task)
+                    lost_ids = scheduler.failed(completion.task_id)
                     if outcome.state == TaskState.KILLED or exit_on_error:
                         scheduler.stop()
                         stop_error = stop_error or outcome.error
                 for observer in observers:
                     observer.task_ended(task, outcome, finished, len(tasks))
+                for lost_id in lost_ids:
+                    lost = tasks[lost_id]
+                    lost.state = summary.states[lost.unique_name] = TaskState.UPSTREAM_FAILED
+                    for observer in observers:
+                        observer.task_upstream_failed(lost, task)
     finally:
         for task_id in scheduler.pending:
             summary.states.setdefault(tasks[task_id].unique_name, TaskState.PENDING)

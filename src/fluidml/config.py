@@ -57,6 +57,7 @@ class _Alt(dict):
     """A dict built in stage 1, with the group bindings (group id -> position) it already made."""
 
     __slots__ = ("binds",)
+    binds: Optional[dict]
 
 
 class _Ctx:
@@ -204,7 +205,7 @@ def expand_config(
         ctx = _Ctx(prefix, prefix + "x", spec_name)
     else:
         ctx = _Ctx(group_prefix, None, spec_name)
-    configs = []
+    configs: List[Dict[str, Any]] = []
     for alt in _stage1_dict(config, ctx, ""):
         configs.extend(final for final, _ in _stage2(alt, alt.binds))
     if not configs:
@@ -356,6 +357,10 @@ class HashedConfig(dict):
     """
 
     __slots__ = ("hash", "digest", "_keys", "_pieces")
+    hash: str
+    digest: str
+    _keys: Optional[List[str]]
+    _pieces: Optional[List[str]]
 
 
 def _hash_pieces(hashed: HashedConfig, keys: List[str], pieces: List[str]) -> HashedConfig:
@@ -390,7 +395,7 @@ def hashed_child_config(parent: HashedConfig, name: str, own: Any) -> HashedConf
     child = HashedConfig(parent)
     child[name] = own
     keys, pieces = getattr(parent, "_keys", None), getattr(parent, "_pieces", None)
-    if keys is None or name in parent:
+    if keys is None or pieces is None or name in parent:
         keys = sorted(child)
         return _hash_pieces(child, keys, [_piece(k, child[k]) for k in keys])
     parent._keys = parent._pieces = None

@@ -87,10 +87,12 @@ def build_spec_graph(specs: Sequence[TaskSpec]) -> nx.DiGraph:
 
 
 def _new_task(spec: TaskSpec) -> Task:
+    task: Task
     if spec.is_function:
-        task: Task = _FunctionTask._blank()
-        task.task = spec.task
-        task._pass_task = spec._pass_task
+        function_task = _FunctionTask._blank()
+        function_task.task = spec.task
+        function_task._pass_task = spec._pass_task
+        task = function_task
     else:
         task = spec.task._blank()
     task._spec = spec

@@ -48,8 +48,8 @@ def configure_logging(level: Union[str, int] = "INFO", rich_logging: bool = True
     """
     number = _level_number(level)
     root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, _MARK, False)]:
-        root.removeHandler(handler)
+    for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
+        root.removeHandler(old)
     if rich_logging:
         from rich.console import Console
         from rich.logging import RichHandler

@@ -61,7 +61,7 @@ def lazy_inputs(task: Task) -> frozenset:
     """The inputs whose annotation asks for lazy values (``Promise``, ``List[LazySweep]``, also as
     ``list[...]``, ``Optional[...]`` or string annotations). Cached on the task's spec."""
     spec = getattr(task, "_spec", None)
-    cached = getattr(spec, "_lazy_inputs", None)
+    cached = spec._lazy_inputs if spec is not None else None
     if cached is not None:
         return cached
     fn = task.task if isinstance(task, _FunctionTask) else type(task).run

@@ -11,7 +11,7 @@ import inspect
 from types import MappingProxyType
 from abc import ABC, abstractmethod
 from enum import Enum
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Mapping, Optional, Type, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,6 +20,8 @@ from fluidml.config import copy_json, prepared_config
 from fluidml.task_spec import DependencyMixin, TaskSpec
 
 __all__ = ["PROTECTED_NAMES", "RESERVED_RESULT_NAMES", "Task", "TaskInfo", "TaskResults", "TaskState"]
+
+_T = TypeVar("_T", bound="Task")
 
 #: Object names the stores use for their own bookkeeping; ``Task.save`` refuses them.
 RESERVED_RESULT_NAMES = frozenset({"fluidml_info", ".saved_results"})
@@ -89,7 +91,7 @@ class Task(DependencyMixin, ABC):
         state: Optional[TaskState] = None,
         started: Optional[datetime.datetime] = None,
         ended: Optional[datetime.datetime] = None,
-        run_history: Optional[Dict] = None,
+        run_history: Optional[Mapping[str, str]] = None,
         sweep_counter: Optional[str] = None,
         unique_config_hash: Optional[str] = None,
         unique_config: Optional[Dict] = None,
@@ -124,6 +126,7 @@ class Task(DependencyMixin, ABC):
         self._config: Dict[str, Any] = {}
         self._extra_kwargs: Dict[str, Any] = {}
         self._meta_config: Optional[MetaDict] = None
+        self._spec: Optional[TaskSpec] = None
         if unique_config is not None:
             self.unique_config = unique_config
         if config is not None:
@@ -134,7 +137,7 @@ class Task(DependencyMixin, ABC):
         return f"<Task {self.unique_name!r}>"
 
     @classmethod
-    def _blank(cls) -> "Task":
+    def _blank(cls: Type[_T]) -> _T:
         """A half-initialized instance, as ``Task.__init__`` would leave it, made in one step (the
         Flow creates one per expanded task, so this is on the hot path of graph building)."""
         task = cls.__new__(cls)
@@ -164,6 +167,7 @@ class Task(DependencyMixin, ABC):
 
     def _set_configs(self, expanded: Dict[str, Any], spec: Optional[TaskSpec] = None) -> None:
         spec = spec if spec is not None else self._spec
+        assert spec is not None, "a task made without a spec has no config to expand"
         self._config = prepared_config(expanded, spec.config_ignore_prefix)
         self._extra_kwargs = spec.additional_kwargs
         self._meta_config = None
@@ -196,7 +200,7 @@ class Task(DependencyMixin, ABC):
             if self._uc_own is None:
                 return {}
             _materialize(self)
-        return self._unique_config
+        return self._unique_config  # type: ignore[return-value]  # set by _materialize
 
     def _release_unique_config(self) -> None:
         """Forgets a unique config that can be rebuilt (keeps deep graphs at O(depth) memory)."""
@@ -233,7 +237,7 @@ class Task(DependencyMixin, ABC):
             started=self.started,
             ended=self.ended,
             duration=self.duration,
-            run_history=self.run_history,
+            run_history=None if self.run_history is None else dict(self.run_history),
             sweep_counter=self.sweep_counter,
             unique_config_hash=self.unique_config_hash,
             id=self.id,

@@ -64,10 +64,6 @@ class DependencyMixin:
             self._successors.append(successor)
 
 
-def _run_callable(task: Any) -> Any:
-    return task.run if inspect.isclass(task) else task
-
-
 def _named_parameters(fn: Any, skip_first: bool) -> Dict[str, inspect.Parameter]:
     try:
         params = list(inspect.signature(fn).parameters.values())
@@ -167,6 +163,8 @@ class TaskSpec(DependencyMixin):
         self._pass_task = self.is_function and (
             "task" in _named_parameters(task, skip_first=False) or _accepts_any_keyword(task)
         )
+        self._lazy_inputs: Optional[frozenset] = None  # filled by the runner on first use
+        self._key_cache: Dict[str, Optional[frozenset]] = {}
 
     def __repr__(self) -> str:
         return f"TaskSpec({self.name!r})"
@@ -190,7 +188,7 @@ class TaskSpec(DependencyMixin):
     def _unique_config_keys(self, name: str) -> Optional[frozenset]:
         """The entries of task ``name``'s unique configs (its name and its ancestors'), if a spec of
         that name is connected to this one; None otherwise."""
-        cache = self.__dict__.setdefault("_key_cache", {})
+        cache = self._key_cache
         if name not in cache:
             seen = {id(self): self}
             queue = [self]

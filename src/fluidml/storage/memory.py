@@ -30,7 +30,7 @@ class InMemoryStore(ResultsStore):
         super().__init__()
         self._runs: Any = manager.dict() if manager is not None else {}
 
-    def save(
+    def save(  # type: ignore[override]  # the documented argument order of InMemoryStore.save
         self,
         obj: Any,
         name: str,

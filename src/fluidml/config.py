@@ -139,15 +139,6 @@ def _stage1_dict(d: dict, ctx: _Ctx, path: str) -> List[_Alt]:
     return partials
 
 
-def _plain(value: Any) -> Any:
-    """Turns stage-1 dicts left inside literal lists back into plain dicts."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
 def _stage2(value: Any, binds: Optional[dict]) -> List[tuple]:
     """All final values of a stage-1 value, each with the bindings it needs."""
     if isinstance(value, dict):
@@ -168,7 +159,7 @@ def _stage2(value: Any, binds: Optional[dict]) -> List[tuple]:
         return results
     if isinstance(value, list):
         if len(value) == 1 and isinstance(value[0], list):
-            return [(_plain(value[0]), binds)]
+            return [(copy_json(value[0]), binds)]  # (also turns stage-1 dicts into plain ones)
         flat: List[tuple] = []
         for item in value:
             flat.extend(_stage2(item, binds))

@@ -1,5 +1,7 @@
 """Failures in a run: exit_on_error, missing and ambiguous inputs, kills, and what is stored."""
 
+import sys
+
 import pytest
 
 import pipelines as p
@@ -34,6 +36,16 @@ def test_exit_on_error_reraises_the_task_error_and_stops(make_store, executor_kw
     assert "ok_after" not in recorder.executed
     info = stored_info(store, "fail", {"source": {"value": 1}, "fail": {"message": "exploded"}})
     assert info["state"] == "failed"
+
+
+def test_the_reraised_error_says_which_task_failed(make_store, executor_kwargs):
+    """The exception run() re-raises carries a note naming the failed task and the run."""
+    with pytest.raises(ValueError) as error:
+        failing_branch_flow().run(results_store=make_store(), run_name="r1", **executor_kwargs)
+    if sys.version_info >= (3, 11):  # exception notes exist from Python 3.11 on
+        assert error.value.__notes__ == ['fluidml: task "fail" failed; run "r1" stopped.']
+    else:
+        assert not hasattr(error.value, "__notes__")
 
 
 def test_without_exit_on_error_independent_branches_finish(make_store, executor_kwargs, recorder):

@@ -132,9 +132,12 @@ def drive(
                 else:
                     _record_failure(summary, task, outcome)
                     lost_ids = scheduler.failed(completion.task_id)
-                    if outcome.state == TaskState.KILLED or exit_on_error:
+                    if (outcome.state == TaskState.KILLED or exit_on_error) and stop_error is None:
                         scheduler.stop()
-                        stop_error = stop_error or outcome.error
+                        stop_error = outcome.error
+                        if stop_error is not None and hasattr(stop_error, "add_note"):
+                            stop_error.add_note(f'fluidml: task "{task.unique_name}" {outcome.state.value}; '
+                                                f'run "{summary.run_name}" stopped.')
                 for observer in observers:
                     observer.task_ended(task, outcome, finished, len(tasks))
                 for lost_id in lost_ids:

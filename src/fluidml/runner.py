@@ -52,7 +52,7 @@ _LAZY_TEXT = re.compile(r"\b(Promise|FilePromise|LazySweep)\b")
 def _is_lazy(annotation: Any) -> bool:
     if isinstance(annotation, str):
         return bool(_LAZY_TEXT.search(annotation))
-    if isinstance(annotation, type):
+    if isinstance(annotation, type) and typing.get_origin(annotation) is None:  # (list[X] is a type in 3.10)
         return issubclass(annotation, (Promise, LazySweep))
     return any(_is_lazy(arg) for arg in typing.get_args(annotation))
 

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from fluidml.config import HashedConfig, hashed_child_config, hashed_config
 from fluidml.executors.base import Executor, Job
-from fluidml.runner import Outcome, PredecessorRef
+from fluidml.runner import Outcome, PredecessorRef, plan_task
 from fluidml.scheduler import Scheduler
 from fluidml.storage.base import ResultsStore
 from fluidml.task import Task, TaskState
@@ -33,9 +33,9 @@ class RunSummary:
     started: float = field(default_factory=time.monotonic)
     duration: float = 0.0
 
-    def count(self, state: TaskState) -> int:
-        """The number of tasks that ended in ``state``."""
-        return sum(1 for s in self.states.values() if s == state)
+    def counts(self) -> Dict[str, int]:
+        """The number of tasks per final state (state values as keys)."""
+        return dict(Counter(TaskState(s).value for s in self.states.values()))
 
 
 class RunObserver:
@@ -58,17 +58,6 @@ class RunObserver:
         """The run is over (also after an error)."""
 
 
-def _prepare(task: Task) -> List[PredecessorRef]:
-    preds = task.predecessors
-    if len(preds) == 1 and task._uc_own is not None and type(preds[0]._unique_config) is HashedConfig:
-        unique_config = hashed_child_config(preds[0]._unique_config, task.name, task._uc_own)
-    else:
-        unique_config = hashed_config(task._uc())
-    task._unique_config = unique_config
-    task.unique_config_hash = unique_config.hash
-    return [PredecessorRef(p.name, p.unique_name, p._uc(), p.run_history) for p in task.predecessors]
-
-
 def _apply(task: Task, outcome: Outcome) -> None:
     """Copies what the run reported onto the driver's Task (a no-op for in-process runs)."""
     task.state = outcome.state
@@ -77,6 +66,90 @@ def _apply(task: Task, outcome: Outcome) -> None:
     task.run_history = outcome.run_history
     if not outcome.cached:
         task.started, task.ended = outcome.started, outcome.ended
+
+
+class _Run:
+    """The state of one run of the driver loop."""
+
+    def __init__(self, tasks: Sequence[Task], store: ResultsStore, summary: RunSummary,
+                 exit_on_error: bool, observers: Sequence[RunObserver]):
+        self.tasks = tasks
+        self.store = store
+        self.summary = summary
+        self.exit_on_error = exit_on_error
+        self.observers = observers
+        self.index = {id(task): i for i, task in enumerate(tasks)}
+        self.scheduler = Scheduler([[self.index[id(p)] for p in task.predecessors] for task in tasks])
+        self.unprepared = [len(succs) for succs in self.scheduler.successors]  # successors not yet prepared
+        self.finished = 0
+        self.stop_error: Optional[BaseException] = None
+
+    def loop(self, executor: Executor) -> None:
+        """Hands ready tasks to the executor (or completes them from the store) until none is left."""
+        in_flight = 0
+        while True:
+            while in_flight < executor.capacity and self.scheduler.has_ready():
+                task_id = self.scheduler.pop_ready()
+                task = self.tasks[task_id]
+                task.state = TaskState.SCHEDULED
+                predecessors = self._prepare(task)
+                cached, reason = plan_task(task, predecessors, self.store)
+                if cached is not None:
+                    self.complete(task_id, cached)
+                    continue
+                executor.submit(Job(task_id, task, predecessors, self.store, reason))
+                in_flight += 1
+                for observer in self.observers:
+                    observer.task_submitted(task)
+            if in_flight == 0:
+                return
+            completion = executor.next_completed()
+            in_flight -= 1
+            self.complete(completion.task_id, completion.outcome)
+
+    def _prepare(self, task: Task) -> List[PredecessorRef]:
+        """Hashes the task's unique config and collects its predecessors' addresses; forgets the
+        predecessors' configs once all their successors have theirs (deep graphs stay small)."""
+        preds = task.predecessors
+        if len(preds) == 1 and task._uc_own is not None and type(preds[0]._unique_config) is HashedConfig:
+            unique_config = hashed_child_config(preds[0]._unique_config, task.name, task._uc_own)
+        else:
+            unique_config = hashed_config(task._uc())
+        task._unique_config = unique_config
+        task.unique_config_hash = unique_config.hash
+        refs = [PredecessorRef(p.name, p.unique_name, p._uc(), p.run_history) for p in preds]
+        for pred_id in {self.index[id(p)] for p in preds}:
+            self.unprepared[pred_id] -= 1
+            if self.unprepared[pred_id] == 0:
+                self.tasks[pred_id]._release_unique_config()
+        return refs
+
+    def complete(self, task_id: int, outcome: Outcome) -> None:
+        """Takes a task's outcome: updates the task, the scheduler and the summary; tells observers."""
+        task = self.tasks[task_id]
+        _apply(task, outcome)
+        self.summary.states[task.unique_name] = outcome.state
+        lost_ids: List[int] = []
+        if outcome.state == TaskState.FINISHED:
+            self.scheduler.finished(task_id)
+            self.finished += 1
+            self.summary.cached += outcome.cached
+        else:
+            _record_failure(self.summary, task, outcome)
+            lost_ids = self.scheduler.failed(task_id)
+            if (outcome.state == TaskState.KILLED or self.exit_on_error) and self.stop_error is None:
+                self.scheduler.stop()
+                self.stop_error = outcome.error
+                if self.stop_error is not None and hasattr(self.stop_error, "add_note"):
+                    self.stop_error.add_note(f'fluidml: task "{task.unique_name}" {outcome.state.value}; '
+                                             f'run "{self.summary.run_name}" stopped.')
+        for observer in self.observers:
+            observer.task_ended(task, outcome, self.finished, len(self.tasks))
+        for lost_id in lost_ids:
+            lost = self.tasks[lost_id]
+            lost.state = self.summary.states[lost.unique_name] = TaskState.UPSTREAM_FAILED
+            for observer in self.observers:
+                observer.task_upstream_failed(lost, task)
 
 
 def drive(
@@ -89,70 +162,26 @@ def drive(
 ) -> RunSummary:
     """Runs ``tasks`` (in task order, predecessors first) to completion on ``executor``.
 
-    A failure stops handing out new tasks when ``exit_on_error`` is set (a kill always does);
-    the first such error is then re-raised after running tasks have reported back.
+    Tasks whose finished run is in the store complete without being dispatched. A failure stops
+    handing out new tasks when ``exit_on_error`` is set (a kill always does); the first such
+    error is then re-raised after running tasks have reported back.
     """
-    index = {id(task): i for i, task in enumerate(tasks)}
-    scheduler = Scheduler([[index[id(p)] for p in task.predecessors] for task in tasks])
-    unprepared = [len(succs) for succs in scheduler.successors]  # successors not yet prepared
+    run = _Run(tasks, store, summary, exit_on_error, observers)
     for task in tasks:
         task.state = TaskState.PENDING
-    finished = 0
-    in_flight = 0
-    stop_error: Optional[BaseException] = None
     for observer in observers:
         observer.run_started(summary)
     try:
         with executor:
-            while True:
-                while in_flight < executor.capacity and scheduler.has_ready():
-                    task_id = scheduler.pop_ready()
-                    task = tasks[task_id]
-                    task.state = TaskState.SCHEDULED
-                    executor.submit(Job(task_id, task, _prepare(task), store))
-                    for pred in set(map(id, task.predecessors)):
-                        unprepared[index[pred]] -= 1
-                        if unprepared[index[pred]] == 0:  # only kept for its successors
-                            tasks[index[pred]]._release_unique_config()
-                    in_flight += 1
-                    for observer in observers:
-                        observer.task_submitted(task)
-                if in_flight == 0:
-                    break
-                completion = executor.next_completed()
-                in_flight -= 1
-                task, outcome = tasks[completion.task_id], completion.outcome
-                _apply(task, outcome)
-                summary.states[task.unique_name] = outcome.state
-                lost_ids: List[int] = []
-                if outcome.state == TaskState.FINISHED:
-                    scheduler.finished(completion.task_id)
-                    finished += 1
-                    summary.cached += outcome.cached
-                else:
-                    _record_failure(summary, task, outcome)
-                    lost_ids = scheduler.failed(completion.task_id)
-                    if (outcome.state == TaskState.KILLED or exit_on_error) and stop_error is None:
-                        scheduler.stop()
-                        stop_error = outcome.error
-                        if stop_error is not None and hasattr(stop_error, "add_note"):
-                            stop_error.add_note(f'fluidml: task "{task.unique_name}" {outcome.state.value}; '
-                                                f'run "{summary.run_name}" stopped.')
-                for observer in observers:
-                    observer.task_ended(task, outcome, finished, len(tasks))
-                for lost_id in lost_ids:
-                    lost = tasks[lost_id]
-                    lost.state = summary.states[lost.unique_name] = TaskState.UPSTREAM_FAILED
-                    for observer in observers:
-                        observer.task_upstream_failed(lost, task)
+            run.loop(executor)
     finally:
-        for task_id in scheduler.pending:
+        for task_id in run.scheduler.pending:
             summary.states.setdefault(tasks[task_id].unique_name, TaskState.PENDING)
         summary.duration = time.monotonic() - summary.started
         for observer in observers:
             observer.run_ended(summary)
-    if stop_error is not None:
-        raise stop_error
+    if run.stop_error is not None:
+        raise run.stop_error
     return summary
 
 
@@ -160,12 +189,6 @@ def _record_failure(summary: RunSummary, task: Task, outcome: Outcome) -> None:
     error = outcome.error
     text = f"{type(error).__name__}: {error}" if error is not None else str(outcome.state.value)
     summary.failures.append((task.unique_name, text.strip().splitlines()[0] if text.strip() else text))
-
-
-def state_counts(summary: RunSummary) -> Dict[str, int]:
-    """Number of tasks per final state (state values as keys)."""
-    counts: Counter = Counter(s.value if isinstance(s, TaskState) else str(s) for s in summary.states.values())
-    return dict(counts)
 
 
 def describe_store(store: Any) -> str:

@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Union
 
-from fluidml.driver import RunObserver, RunSummary, state_counts
+from fluidml.driver import RunObserver, RunSummary
 from fluidml.runner import Outcome
 from fluidml.task import Task, TaskState
 
@@ -103,7 +103,7 @@ class LoggingObserver(RunObserver):
         logger.warning('Task "%s" will not run: its upstream task "%s" failed.', task.unique_name, failed.unique_name)
 
     def run_ended(self, summary: RunSummary) -> None:
-        counts = state_counts(summary)
+        counts = summary.counts()
         finished = counts.get(TaskState.FINISHED.value, 0)
         parts = [f"{finished} finished ({summary.cached} already executed)"]
         parts += [f"{n} {state.replace('_', ' ')}" for state, n in counts.items() if state != TaskState.FINISHED.value]

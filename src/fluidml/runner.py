@@ -1,5 +1,6 @@
-"""Runs ONE task, wherever it is: the cache check, input gathering, the user's ``__init__`` and
-``run()``, and the ``TaskInfo`` bookkeeping. Every executor calls ``run_task`` in the process it owns.
+"""Everything about running ONE task, in two steps: ``plan_task`` (the driver, before dispatch:
+the cache check, force, run context and history) and ``run_task`` (wherever the executor runs it:
+input gathering, the user's ``__init__`` and ``run()``, the ``TaskInfo`` bookkeeping).
 """
 
 import datetime
@@ -9,14 +10,14 @@ import re
 import traceback
 import typing
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from fluidml._metadict import MetaDict
 from fluidml.exception import TaskResultKeyAlreadyExists, TaskResultObjectMissing
 from fluidml.storage.base import TASK_INFO, LazySweep, Promise, ResultsStore, Sweep
 from fluidml.task import Task, TaskInfo, TaskState, _FunctionTask
 
-__all__ = ["Outcome", "PredecessorRef", "RunHistory", "gather_inputs", "info_record", "run_task"]
+__all__ = ["Outcome", "PredecessorRef", "RunHistory", "gather_inputs", "info_record", "plan_task", "run_task"]
 
 logger = logging.getLogger(__name__)
 
@@ -225,12 +226,14 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore) -> Outcome:
-    """Runs one task against the store, unless the store already holds a finished run of it.
+def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore) -> Tuple[Optional[Outcome], str]:
+    """Decides, before dispatch, whether the task runs; the driver calls it, so workers never race.
 
-    The task must carry its run bookkeeping (run and project name, hashed unique config, force
-    flag). Exceptions of the task become a FAILED outcome (KILLED for ``KeyboardInterrupt``);
-    errors of the store itself propagate.
+    Returns the outcome of the stored finished run if there is one (the task is then "already
+    executed"), else ``None`` and the reason it runs, after preparing the run: a forced task's old
+    run is deleted, the run gets its store context (run directory, sweep counter) and its run
+    history. A task keeps the run name and counter of the run that first stored it. Errors of the
+    store propagate.
     """
     uc = task._uc()
     stored = store.load(TASK_INFO, task.name, uc)
@@ -241,24 +244,34 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
     if task.force:
         store.delete_run(task.name, uc)
         reason = f"forced, config {task.unique_config_hash}"
-    elif stored is not None and stored.get("state") == TaskState.FINISHED.value:
+    elif stored is None:
+        reason = f"new config {task.unique_config_hash}"
+    elif stored.get("state") == TaskState.FINISHED.value:
         task.state = TaskState.FINISHED
         return Outcome(TaskState.FINISHED, cached=True, run_name=task.run_name,
-                       sweep_counter=task.sweep_counter, run_history=task.run_history)
+                       sweep_counter=task.sweep_counter, run_history=task.run_history), "already executed"
     else:
-        reason = (f"new config {task.unique_config_hash}" if stored is None
-                  else f"config {task.unique_config_hash}, previous run {stored.get('state')}")
+        reason = f"config {task.unique_config_hash}, previous run {stored.get('state')}"
+    context = store.get_context(task.name, uc)
+    if context is not None:
+        task.sweep_counter = context.sweep_counter
+    if task.run_history is None:
+        task.run_history = _merged_history(task, predecessors)
+    return None, reason
 
+
+def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore, reason: str = "") -> Outcome:
+    """Runs one planned task (see ``plan_task``): gathers its inputs, calls the user's ``__init__``
+    and ``run()``, and saves its ``TaskInfo``. Executors call it in the process they own.
+
+    Exceptions of the task become a FAILED outcome (KILLED for ``KeyboardInterrupt``); errors of
+    the store itself propagate.
+    """
     task.started, task.ended = datetime.datetime.now(), None
     error: Optional[BaseException] = None
     trace: Optional[str] = None
     state = TaskState.FINISHED
     try:
-        context = store.get_context(task.name, uc)
-        if context is not None:
-            task.sweep_counter = context.sweep_counter
-        if stored is None or task.run_history is None:
-            task.run_history = _merged_history(task, predecessors)
         inputs = gather_inputs(task, predecessors, store)
         task.state = TaskState.RUNNING
         logger.info('Started task "%s" (%s)', task.unique_name, reason)
@@ -270,7 +283,8 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
         state, error, trace = TaskState.FAILED, exc, _user_traceback(exc)
     task.ended = datetime.datetime.now()
     task.state = state
-    store.save(info_record(task, store), TASK_INFO, type_="json", task_name=task.name, task_unique_config=uc, indent=4)
+    store.save(info_record(task, store), TASK_INFO, type_="json", task_name=task.name,
+               task_unique_config=task._uc(), indent=4)
     return Outcome(state, reason=reason, error=error, traceback=trace, run_name=task.run_name,
                    sweep_counter=task.sweep_counter, started=task.started, ended=task.ended,
                    run_history=task.run_history)

@@ -18,12 +18,14 @@ __all__ = ["Completion", "Executor", "Job"]
 
 @dataclass
 class Job:
-    """One task to run: the task (with its run bookkeeping), its predecessors' addresses, the store."""
+    """One planned task to run: the task (with its run bookkeeping), its predecessors' addresses,
+    the store, and why it runs (for the log)."""
 
     task_id: int
     task: Task
     predecessors: List[PredecessorRef]
     store: ResultsStore
+    reason: str = ""
 
 
 @dataclass

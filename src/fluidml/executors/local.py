@@ -22,4 +22,4 @@ class LocalExecutor(Executor):
 
     def next_completed(self) -> Completion:
         job = self._jobs.popleft()
-        return Completion(job.task_id, run_task(job.task, job.predecessors, job.store))
+        return Completion(job.task_id, run_task(job.task, job.predecessors, job.store, job.reason))

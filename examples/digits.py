@@ -111,22 +111,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class KeepSummary(fluidml.RunObserver):
+    """Keeps the run's summary: how many tasks ran and how many were already in the store."""
+
+    def run_ended(self, summary):
+        self.summary = summary
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.verbose:
         fluidml.configure_logging()
 
     flow = make_flow()
+    report = KeepSummary()
     results = flow.run(
-        run_name=args.run_name, results_store=build_store(), return_results="all"
+        run_name=args.run_name, results_store=build_store(), return_results="all", observers=[report]
     )
 
     if not args.quiet:
         best = results["ModelSelection"][0].results
         config = best["best_config"]
+        summary = report.summary
         print(f"Best configuration: PCA n_components={config['n_components']}, C={config['C']}")
         print(f"Best test accuracy: {best['best_accuracy']:.4f}")
-        print(f"Tasks: {flow.num_tasks}")
+        print(f"Tasks: {summary.total} ({summary.total - summary.cached} run, {summary.cached} already executed)")
     return results
 
 

@@ -27,7 +27,7 @@ def test_cli_prints_best_configuration_and_accuracy():
     assert re.search(r"^Best configuration: PCA n_components=(16|32), C=(0\.1|1\.0)$", proc.stdout, re.M)
     accuracy = re.search(r"^Best test accuracy: ([0-9.]+)$", proc.stdout, re.M)
     assert accuracy and float(accuracy.group(1)) > 0.9
-    assert re.search(r"^Tasks: 13$", proc.stdout, re.M)
+    assert re.search(r"^Tasks: 13 \(13 run, 0 already executed\)$", proc.stdout, re.M)
 
 
 def test_main_returns_results_of_model_selection(capsys):

@@ -156,12 +156,6 @@ def test_lock_is_a_context_manager(make_store):
     assert store.lock is lock
 
 
-def test_get_context_of_a_run(make_store):
-    """get_context() gives None or a StoreContext."""
-    context = make_store().get_context("A", A1)
-    assert context is None or isinstance(context, StoreContext)
-
-
 def test_in_memory_store_context_and_open_are_none():
     """The in-memory store has no run directories and cannot open files."""
     store = InMemoryStore()

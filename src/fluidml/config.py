@@ -18,7 +18,7 @@ not O(n**k) as a product-then-filter would.
 import bisect
 import hashlib
 import json
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from fluidml.exception import GridSearchExpansionError, TaskSpecError
 
@@ -180,7 +180,7 @@ def expand_config(
     grid that yields no config at all (the message names the spec and the empty key).
     """
     if expand is None:
-        return [config]
+        return [copy_json(config)]
     if expand not in ("product", "zip"):
         fn = _CUSTOM_EXPANSIONS.get(expand)
         if fn is None:
@@ -190,7 +190,15 @@ def expand_config(
                 task_name=spec_name,
                 key="expand",
             )
-        return fn(config, group_prefix=group_prefix)
+        custom = fn(config, group_prefix=group_prefix)
+        if not isinstance(custom, list) or not custom or not all(isinstance(c, dict) for c in custom):
+            raise GridSearchExpansionError(
+                f'Task "{spec_name}": the expand method "{expand}" must return a non-empty list of config '
+                f"dicts, it returned {custom!r:.200}.",
+                task_name=spec_name,
+                key="expand",
+            )
+        return [to_json_config(c, spec_name or "") for c in custom]
     if expand == "zip":
         prefix = group_prefix or "@"
         ctx = _Ctx(prefix, prefix + "x", spec_name)
@@ -298,9 +306,9 @@ def to_json_config(config: Optional[Dict[str, Any]], spec_name: str) -> Dict[str
     try:
         return json.loads(json.dumps(config))
     except (TypeError, ValueError):
-        path, obj = _find_non_json(config, "")
+        path, what = _find_non_json(config, "")
         raise TaskSpecError(
-            f'Task "{spec_name}": config value at "{path}" ({type(obj).__name__}) is not JSON-serialisable. '
+            f'Task "{spec_name}": config value at "{path}" ({what}) is not JSON-serialisable. '
             f"Configs identify results, so they hold plain JSON values; pass objects through "
             f"additional_kwargs instead.",
             task_name=spec_name,
@@ -308,24 +316,29 @@ def to_json_config(config: Optional[Dict[str, Any]], spec_name: str) -> Dict[str
         ) from None
 
 
-def _find_non_json(value: Any, path: str) -> tuple:
+def _find_non_json(value: Any, path: str, seen: frozenset = frozenset()) -> Tuple[Optional[str], str]:
+    """The path of the first value JSON cannot write, and what it is."""
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in seen:
+            return path or "(top level)", "a reference to itself"
+        seen = seen | {id(value)}
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, (str, int, float, bool)) and key is not None:
-                return f"{path}.{key!r}" if path else repr(key), key
-            found = _find_non_json(item, f"{path}.{key}" if path else str(key))
+                return (f"{path}.{key!r}" if path else repr(key)), f"a key of type {type(key).__name__}"
+            found = _find_non_json(item, f"{path}.{key}" if path else str(key), seen)
             if found[0] is not None:
                 return found
-        return None, None
+        return None, ""
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            found = _find_non_json(item, f"{path}[{i}]")
+            found = _find_non_json(item, f"{path}[{i}]", seen)
             if found[0] is not None:
                 return found
-        return None, None
+        return None, ""
     if value is None or isinstance(value, (str, int, float, bool)):
-        return None, None
-    return path, value
+        return None, ""
+    return path, type(value).__name__
 
 
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"

@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Union
 import networkx as nx
 
 from fluidml._run_names import random_run_name
+from fluidml.config import copy_json, hashed_config
 from fluidml.driver import RunObserver, RunSummary, describe_store, drive
 from fluidml.exception import NoTasksError, RunConfigError
 from fluidml.executors.local import LocalExecutor
@@ -204,12 +205,12 @@ class Flow:
         for task in self._tasks:
             if latest and task.successors:
                 continue
-            unique_config = task._uc()
+            unique_config = hashed_config(task._uc())  # hashed once for all its loads
             results[task.name].append(
                 TaskResults(
                     task_name=task.name,
                     task_unique_name=task.unique_name,
-                    unique_config=dict(unique_config),
+                    unique_config=copy_json(unique_config),
                     results=store.get_results(task.name, unique_config),
                 )
             )

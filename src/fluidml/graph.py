@@ -20,7 +20,7 @@ import networkx as nx
 
 from fluidml.config import copy_json, prepared_config, relevant_config
 from fluidml.exception import CyclicGraphError, GridSearchExpansionError, TaskNameError, TaskSpecError
-from fluidml.task import Task, _FunctionTask
+from fluidml.task import Task, task_for_spec
 from fluidml.task_spec import TaskSpec
 
 __all__ = [
@@ -86,23 +86,6 @@ def build_spec_graph(specs: Sequence[TaskSpec]) -> nx.DiGraph:
     )
 
 
-def _new_task(spec: TaskSpec) -> Task:
-    task: Task
-    if spec.is_function:
-        function_task = _FunctionTask._blank()
-        function_task.task = spec.task
-        function_task._pass_task = spec._pass_task
-        task = function_task
-    else:
-        task = spec.task._blank()
-    task._spec = spec
-    task.name = spec.name
-    task.reduce = spec.reduce
-    task.expects = spec.expects
-    task._extra_kwargs = spec.additional_kwargs
-    return task
-
-
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=_json_default)
 
@@ -124,6 +107,10 @@ class _UniqueConfigKeys(dict):
     def __missing__(self, name: str) -> frozenset:
         keys = self[name] = frozenset(nx.ancestors(self.spec_graph, name) | {name})
         return keys
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The keys of a task of this flow, or ``default`` for a name the flow does not have."""
+        return self[name] if name in self.spec_graph else default
 
 
 def _valid_combinations(spec: TaskSpec, tasks_of: Dict[str, List[Task]], keys_of: Dict[str, frozenset],
@@ -248,6 +235,7 @@ def expand_specs(spec_graph: nx.DiGraph) -> List[Task]:
     keys_of = _UniqueConfigKeys(spec_graph)
     for name in nx.topological_sort(spec_graph):
         spec = specs[name]
+        spec._uc_keys = keys_of  # lets a task find upstream runs by a larger config (Task.load)
         if spec.reduce and not spec.predecessors:
             raise TaskSpecError(
                 f'Task "{name}" is a reduce task but requires no other task, so it has nothing to reduce; '
@@ -264,10 +252,18 @@ def expand_specs(spec_graph: nx.DiGraph) -> List[Task]:
             )
         tasks_of[name] = _reduce_tasks(spec, combos, specs) if spec.reduce else _normal_tasks(spec, combos)
     ordered: List[Task] = []
+    owners: Dict[str, str] = {}
     for name in tasks_of:
         group = tasks_of[name]
         for number, task in enumerate(group, start=1):
             task.unique_name = f"{name}-{number}" if len(group) > 1 else name
+            other = owners.setdefault(task.unique_name, name)
+            if other != name:
+                raise TaskNameError(
+                    f'The task names "{other}" and "{name}" both give a task the name "{task.unique_name}" '
+                    f'(expanded tasks are numbered "<name>-1", "<name>-2", ...); rename one of them.',
+                    task_name=task.unique_name,
+                )
             task._release_unique_config()  # built again when needed; keeps the graph small
         ordered.extend(group)
     return ordered
@@ -279,7 +275,7 @@ def _normal_tasks(spec: TaskSpec, combos: List[Tuple[Task, ...]]) -> List[Task]:
     tasks = []
     for members in combos:
         for prepared, own in configs:
-            task = _new_task(spec)
+            task = task_for_spec(spec)
             task._config = prepared
             task._uc_own = own  # the unique config is built from the predecessors' when needed
             if members:
@@ -292,7 +288,7 @@ def _normal_tasks(spec: TaskSpec, combos: List[Tuple[Task, ...]]) -> List[Task]:
 
 def _reduce_tasks(spec: TaskSpec, combos: List[Tuple[Task, ...]], specs: Dict[str, TaskSpec]) -> List[Task]:
     members = list({id(t): t for combo in combos for t in combo}.values())
-    task = _new_task(spec)
+    task = task_for_spec(spec)
     task._config = prepared_config(spec.config, spec.config_ignore_prefix)
     task._unique_config = _reduce_unique_config(spec, members, specs)
     task._predecessors = members

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from fluidml._metadict import MetaDict
+from fluidml.config import copy_json
 from fluidml.exception import TaskResultKeyAlreadyExists, TaskResultObjectMissing
 from fluidml.storage.base import TASK_INFO, LazySweep, Promise, ResultsStore, Sweep
-from fluidml.task import Task, TaskInfo, TaskState, _FunctionTask
+from fluidml.task import Task, TaskInfo, TaskState, _FunctionTask, plain_history
 
 __all__ = ["Outcome", "PredecessorRef", "RunHistory", "gather_inputs", "info_record", "plan_task", "run_task"]
 
@@ -99,8 +100,8 @@ def gather_inputs(task: Task, predecessors: Sequence[PredecessorRef], store: Res
                 value = _load(store, name, pred, name in lazy)
                 if value is not None:
                     config = configs.get(position)
-                    if config is None:
-                        config = configs[position] = MetaDict(pred.unique_config)
+                    if config is None:  # a copy: the reducer may change it, the run's identity must not
+                        config = configs[position] = MetaDict(copy_json(pred.unique_config))
                     sweeps.append(LazySweep(value, config) if isinstance(value, Promise) else Sweep(value, config))
             if sweeps:
                 inputs[name] = sweeps
@@ -151,11 +152,12 @@ class RunHistory(Mapping):
     pickles as a plain dict.
     """
 
-    __slots__ = ("_own", "_parents")
+    __slots__ = ("_own", "_parents", "_flat")
 
     def __init__(self, own: Dict[str, str], parents: Sequence[Mapping]):
         self._own = own
         self._parents = tuple(parents)
+        self._flat: Optional[Dict[str, str]] = None  # kept once read through the Mapping interface
 
     def to_dict(self) -> Dict[str, str]:
         """The flattened history as a plain dict."""
@@ -176,17 +178,22 @@ class RunHistory(Mapping):
                     flat.setdefault(name, task_id)
         return flat
 
+    def _mapping(self) -> Dict[str, str]:
+        if self._flat is None:
+            self._flat = self.to_dict()
+        return self._flat
+
     def __getitem__(self, name: str) -> str:
-        return self.to_dict()[name]
+        return self._mapping()[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
+        return iter(self._mapping())
 
     def __len__(self) -> int:
-        return len(self.to_dict())
+        return len(self._mapping())
 
     def __repr__(self) -> str:
-        return repr(self.to_dict())
+        return repr(self._mapping())
 
     def __reduce__(self) -> Any:
         return dict, (self.to_dict(),)
@@ -208,7 +215,7 @@ def info_record(task: Task, store: ResultsStore) -> Dict[str, Any]:
         sweep_counter=task.sweep_counter, unique_config_hash=task.unique_config_hash, id=task.id,
     ).model_dump(mode="json")
     history = task.run_history
-    info["run_history"] = history if store.keeps_objects or history is None else dict(history)
+    info["run_history"] = history if store.keeps_objects else plain_history(history)
     return info
 
 

@@ -8,10 +8,9 @@ keyword arguments; its ``super().__init__()`` call is then a no-op, so the bookk
 
 import datetime
 import inspect
-from types import MappingProxyType
 from abc import ABC, abstractmethod
 from enum import Enum
-from typing import Any, Dict, List, Mapping, Optional, Type, TypeVar, Union
+from typing import Any, Dict, List, Mapping, Optional, Type, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -19,7 +18,10 @@ from fluidml._metadict import MetaDict
 from fluidml.config import copy_json, prepared_config
 from fluidml.task_spec import DependencyMixin, TaskSpec
 
-__all__ = ["PROTECTED_NAMES", "RESERVED_RESULT_NAMES", "Task", "TaskInfo", "TaskResults", "TaskState"]
+__all__ = [
+    "PROTECTED_NAMES", "RESERVED_RESULT_NAMES", "Task", "TaskInfo", "TaskResults", "TaskState", "plain_history",
+    "task_for_spec",
+]
 
 _T = TypeVar("_T", bound="Task")
 
@@ -138,8 +140,8 @@ class Task(DependencyMixin, ABC):
 
     @classmethod
     def _blank(cls: Type[_T]) -> _T:
-        """A half-initialized instance, as ``Task.__init__`` would leave it, made in one step (the
-        Flow creates one per expanded task, so this is on the hot path of graph building)."""
+        """A half-initialized instance, as ``Task.__init__`` would leave it but without configs
+        (the caller sets ``_config`` and ``_extra_kwargs``), made in one step."""
         task = cls.__new__(cls)
         task.__dict__.update(_BLANK)
         task._predecessors = []
@@ -156,7 +158,7 @@ class Task(DependencyMixin, ABC):
     def config(self) -> MetaDict:
         """The task's own config (ignore prefix stripped, additional kwargs merged in)."""
         if self._meta_config is None:
-            self._meta_config = MetaDict({**self._config, **self._extra_kwargs})
+            self._meta_config = MetaDict({**copy_json(self._config), **self._extra_kwargs})
         return self._meta_config
 
     @config.setter
@@ -185,7 +187,7 @@ class Task(DependencyMixin, ABC):
     def unique_config(self) -> MetaDict:
         """The config that identifies this run: this task's and all its ancestors' relevant configs."""
         if self._meta_unique_config is None:
-            self._meta_unique_config = MetaDict(self._uc())
+            self._meta_unique_config = MetaDict(copy_json(self._uc()))  # a copy: it identifies the run
         return self._meta_unique_config
 
     @unique_config.setter
@@ -237,7 +239,7 @@ class Task(DependencyMixin, ABC):
             started=self.started,
             ended=self.ended,
             duration=self.duration,
-            run_history=None if self.run_history is None else dict(self.run_history),
+            run_history=plain_history(self.run_history),
             sweep_counter=self.sweep_counter,
             unique_config_hash=self.unique_config_hash,
             id=self.id,
@@ -291,8 +293,8 @@ class Task(DependencyMixin, ABC):
     def _upstream_config(self, task_name: str, config: Dict) -> Optional[Dict]:
         """The unique config of the ``task_name`` run that ``config`` contains: its entries for that
         task and its ancestors when the task is in this flow, else the store's best match."""
-        spec = getattr(self, "_spec", None)
-        keys = spec._unique_config_keys(task_name) if spec is not None else None
+        keys_of = self._spec._uc_keys if self._spec is not None else None
+        keys = keys_of.get(task_name) if keys_of is not None else None
         if keys is not None and keys <= config.keys():
             return {key: value for key, value in config.items() if key in keys}
         return self._store().find_unique_config(task_name, config)
@@ -344,20 +346,10 @@ class Task(DependencyMixin, ABC):
         With ``half_initialize=True`` a class task's own ``__init__`` is not called yet (the Flow
         calls it right before ``run()``); function tasks are wrapped either way.
         """
-        if task_spec.is_function:
-            task: Task = _FunctionTask(task_spec.task)
-        else:
-            task = task_spec.task.__new__(task_spec.task)
-            if not half_initialize:
-                kwargs = prepared_config(task_spec.config, task_spec.config_ignore_prefix)
-                task_spec.task.__init__(task, **kwargs, **task_spec.additional_kwargs)
-            Task.__init__(task)
-        task._spec = task_spec
-        task.name = task_spec.name
-        task.unique_name = task_spec.unique_name
-        task.reduce = task_spec.reduce
-        task.expects = task_spec.expects
+        task = task_for_spec(task_spec)
         task._set_configs(task_spec.config, task_spec)
+        if not half_initialize:
+            task._init_user_task()
         if task_spec.unique_config is not None:
             task.unique_config = task_spec.unique_config
         task.predecessors = list(task_spec.predecessors)
@@ -375,11 +367,8 @@ class _FunctionTask(Task):
     """Wraps a plain function: config and predecessor results become its keyword arguments, and a
     ``task`` parameter (if the function has one, or takes ``**kwargs``) receives this object."""
 
-    def __init__(self, fn: Any, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.task = fn
-        params = inspect.signature(fn).parameters.values()
-        self._pass_task = any(p.name == "task" or p.kind is p.VAR_KEYWORD for p in params)
+    task: Any  # the function
+    _pass_task: bool  # whether it takes a `task` argument
 
     def run(self, **results: Any) -> Any:
         kwargs = {**results, **self._config_kwargs()}
@@ -389,6 +378,33 @@ class _FunctionTask(Task):
 
     def _init_user_task(self) -> None:
         return None
+
+
+def plain_history(history: Optional[Mapping[str, str]]) -> Optional[Dict[str, str]]:
+    """A run history as a plain dict (a shared ``RunHistory`` is flattened once)."""
+    if history is None or type(history) is dict:
+        return history  # type: ignore[return-value]
+    to_dict = getattr(history, "to_dict", None)
+    return to_dict() if to_dict is not None else dict(history)
+
+
+def task_for_spec(spec: TaskSpec) -> Task:
+    """A half-initialized task of ``spec`` (the user's ``__init__`` not called yet). The caller sets
+    its config; the Flow creates one per expanded task, so this is on the hot path of building."""
+    task: Task
+    if spec.is_function:
+        function_task = _FunctionTask._blank()
+        function_task.task = spec.task
+        function_task._pass_task = spec._pass_task
+        task = function_task
+    else:
+        task = spec.task._blank()
+    task._spec = spec
+    task.name = task.unique_name = spec.name
+    task.reduce = spec.reduce
+    task.expects = spec.expects
+    task._extra_kwargs = spec.additional_kwargs
+    return task
 
 
 def _materialize(task: Task) -> None:
@@ -421,10 +437,9 @@ def _base_attributes() -> Dict[str, Any]:
 
 
 _BLANK = {k: v for k, v in _base_attributes().items() if not isinstance(v, (list, dict))}
-# Shared read-only empties: the graph replaces _config per task, and nothing mutates these in place.
-_BLANK.update(_config=MappingProxyType({}), _extra_kwargs=MappingProxyType({}))
+_BLANK.update(_config=None, _extra_kwargs=None)
 
 #: Names a class task's config keys may not use, as they would shadow Task attributes.
 PROTECTED_NAMES = frozenset(
-    {n for n in dir(Task) if not n.startswith("__")} | set(_base_attributes()) | {"task", "_spec", "_pass_task"}
+    {n for n in dir(Task) if not n.startswith("__")} | set(_base_attributes()) | {"_pass_task"}
 )

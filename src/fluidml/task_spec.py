@@ -2,7 +2,7 @@
 and the ``requires()`` / ``required_by()`` dependency mix-in shared with expanded Tasks."""
 
 import inspect
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional
 
 from fluidml.config import expand_config, prepared_config, relevant_config, to_json_config
 from fluidml.exception import TaskNameError, TaskSpecError
@@ -43,16 +43,16 @@ class DependencyMixin:
         if len(predecessors) == 1 and isinstance(predecessors[0], (list, tuple)):
             predecessors = tuple(predecessors[0])
         elif any(isinstance(p, (list, tuple)) for p in predecessors):
-            raise TypeError(
+            raise TaskSpecError(
                 f"{self!r}.requires() takes either several task specs or one list of them, not a mix."
             )
         for predecessor in predecessors:
             if not isinstance(predecessor, DependencyMixin):
-                raise TypeError(
+                raise TaskSpecError(
                     f"{self!r}.requires() got {predecessor!r}; pass TaskSpec (or Task) objects."
                 )
             if predecessor is self:
-                raise ValueError(f"{self!r} cannot require itself.")
+                raise TaskSpecError(f"{self!r} cannot require itself.")
             if any(p is predecessor for p in self._predecessors):
                 continue
             self._predecessors.append(predecessor)
@@ -164,7 +164,7 @@ class TaskSpec(DependencyMixin):
             "task" in _named_parameters(task, skip_first=False) or _accepts_any_keyword(task)
         )
         self._lazy_inputs: Optional[frozenset] = None  # filled by the runner on first use
-        self._key_cache: Dict[str, Optional[frozenset]] = {}
+        self._uc_keys: Optional[Any] = None  # the flow's task name -> unique config keys (see graph.py)
 
     def __repr__(self) -> str:
         return f"TaskSpec({self.name!r})"
@@ -184,25 +184,6 @@ class TaskSpec(DependencyMixin):
             return _named_parameters(self.task.run, skip_first=True)
         excluded = set(self._config_keys()) | {"task"}
         return {n: p for n, p in _named_parameters(self.task, skip_first=False).items() if n not in excluded}
-
-    def _unique_config_keys(self, name: str) -> Optional[frozenset]:
-        """The entries of task ``name``'s unique configs (its name and its ancestors'), if a spec of
-        that name is connected to this one; None otherwise."""
-        cache = self._key_cache
-        if name not in cache:
-            seen = {id(self): self}
-            queue = [self]
-            target = None
-            while queue and target is None:
-                spec = queue.pop()
-                if spec.name == name:
-                    target = spec
-                for other in (*spec.predecessors, *spec.successors):
-                    if id(other) not in seen:
-                        seen[id(other)] = other
-                        queue.append(other)
-            cache[name] = None if target is None else frozenset(s.name for s in _ancestors(target))
-        return cache[name]
 
     def validate(self) -> None:
         """Checks the config keys against the task's signature; raises ``TaskSpecError`` naming the key."""
@@ -286,15 +267,3 @@ def _check_name(name: Any) -> str:
             task_name=name,
         )
     return name
-
-
-def _ancestors(spec: TaskSpec) -> List[TaskSpec]:
-    """The spec and every spec it (transitively) requires."""
-    found = {id(spec): spec}
-    stack = [spec]
-    while stack:
-        for pred in stack.pop().predecessors:
-            if id(pred) not in found:
-                found[id(pred)] = pred
-                stack.append(pred)
-    return list(found.values())

@@ -26,7 +26,7 @@ class RunSummary:
     project_name: str
     total: int
     store: str = ""
-    executor: str = "in this process"
+    executor: str = ""
     states: Dict[str, TaskState] = field(default_factory=dict)
     cached: int = 0
     failures: List[tuple] = field(default_factory=list)  # (unique name, first line of the error)

@@ -160,9 +160,10 @@ class Flow:
             task.state = task.started = task.ended = None
             task.run_history = task.sweep_counter = task.unique_config_hash = None
 
+        executor = LocalExecutor()
         summary = RunSummary(run_name=run_name, project_name=project_name, total=len(self._tasks),
-                             store=describe_store(store))
-        drive(self._tasks, LocalExecutor(), store, summary, exit_on_error=exit_on_error,
+                             store=describe_store(store), executor=executor.description)
+        drive(self._tasks, executor, store, summary, exit_on_error=exit_on_error,
               observers=[LoggingObserver(), *observers])
         if return_results is None:
             return None

@@ -58,7 +58,7 @@ def configure_logging(level: Union[str, int] = "INFO", rich_logging: bool = True
             console=Console(stderr=True), rich_tracebacks=True, tracebacks_extra_lines=2, show_path=False,
             show_time=True,
         )
-        handler.setFormatter(logging.Formatter("%(processName)-13s %(message)s", datefmt="[%X]"))
+        handler.setFormatter(logging.Formatter("%(processName)-13s %(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(

@@ -40,6 +40,8 @@ class Executor(ABC):
     """Runs jobs; ``capacity`` of them may be in flight at once."""
 
     capacity: int = 1
+    #: Where tasks run, for the run's log (e.g. "in this process").
+    description: str = ""
 
     def start(self) -> None:
         """Prepares the executor (e.g. starts workers); called once before the first job."""

@@ -13,6 +13,7 @@ class LocalExecutor(Executor):
     """Runs jobs sequentially in this process (no subprocess, no pickling)."""
 
     capacity = 1
+    description = "in this process"
 
     def __init__(self) -> None:
         self._jobs: Deque[Job] = deque()

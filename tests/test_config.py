@@ -388,3 +388,18 @@ def test_hashed_config_is_cached_on_the_config():
     assert hashed == {"a": {"x": 1}} and hashed.hash == "dnihykfb" and len(hashed.digest) == 32
     assert hashed_config(hashed) is hashed
     assert config_hash(hashed) == "dnihykfb"
+
+
+def test_incremental_hashes_equal_full_hashes():
+    """Hashing a chain's configs entry by entry gives the same hashes as hashing each config whole."""
+    from fluidml.config import hashed_child_config, hashed_config
+
+    names = ["t0", "t10", "t2", "a", "z9", "m", "t1"]
+    parent = hashed_config({names[0]: {"x": [1, {"b": 2, "a": 1}]}})
+    full = dict(parent)
+    for i, name in enumerate(names[1:], start=1):
+        child = hashed_child_config(parent, name, {"i": i, "s": "é"})
+        full[name] = {"i": i, "s": "é"}
+        assert child == full
+        assert (child.hash, child.digest) == (hashed_config(dict(full)).hash, hashed_config(dict(full)).digest)
+        parent = child

@@ -368,9 +368,9 @@ class HashedConfig(dict):
 
 
 def _hash_pieces(hashed: HashedConfig, keys: List[str], pieces: List[str]) -> HashedConfig:
-    digest = hashlib.md5(("{" + ", ".join(pieces) + "}").encode("utf-8")).hexdigest()
-    hashed.digest = digest
-    hashed.hash = _base36(int(digest, 16))[:8]
+    """Hashes the JSON text made of the sorted pieces (the same text as json.dumps(sort_keys=True))."""
+    hashed.digest = hashlib.md5(("{" + ", ".join(pieces) + "}").encode("utf-8")).hexdigest()
+    hashed.hash = _base36(int(hashed.digest, 16))[:8]
     hashed._keys, hashed._pieces = keys, pieces
     return hashed
 
@@ -386,8 +386,11 @@ def hashed_config(config: Dict[str, Any]) -> HashedConfig:
     """
     if type(config) is HashedConfig:
         return config
-    keys = sorted(config)
-    return _hash_pieces(HashedConfig(config), keys, [_piece(k, config[k]) for k in keys])
+    hashed = HashedConfig(config)
+    hashed.digest = hashlib.md5(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()
+    hashed.hash = _base36(int(hashed.digest, 16))[:8]
+    hashed._keys = hashed._pieces = None  # a child builds them if it needs them (hashed_child_config)
+    return hashed
 
 
 def hashed_child_config(parent: HashedConfig, name: str, own: Any) -> HashedConfig:

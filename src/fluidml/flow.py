@@ -208,7 +208,7 @@ class Flow:
                 continue
             unique_config = hashed_config(task._uc())  # hashed once for all its loads
             results[task.name].append(
-                TaskResults(
+                TaskResults.model_construct(  # our own values: no validation pass over the configs
                     task_name=task.name,
                     task_unique_name=task.unique_name,
                     unique_config=copy_json(unique_config),

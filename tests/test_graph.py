@@ -5,7 +5,6 @@ import os
 import networkx as nx
 import pytest
 
-import pipelines as p
 from fluidml import Flow, TaskSpec
 from fluidml.exception import CyclicGraphError, GridSearchExpansionError, NoTasksError, TaskNameError, TaskSpecError
 

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from fluidml.storage import InMemoryStore, ResultsStore, StoreContext, Sweep
+from fluidml.storage import InMemoryStore, ResultsStore, Sweep
 
 A1 = {"A": {"x": 1}}
 A2 = {"A": {"x": 2}}

@@ -16,6 +16,7 @@ STORES: Dict[str, Callable[[Any], Any]] = {
 #: Flow.run() keyword arguments that select each executor.
 EXECUTORS: Dict[str, Dict[str, Any]] = {
     "local": {"num_workers": 1},
+    "pool": {"num_workers": 2},
 }
 
 
@@ -36,11 +37,21 @@ class Recorder(RunObserver):
 
     def __init__(self) -> None:
         self.ended: List[tuple] = []
+        self.events: List[tuple] = []  # ("submitted" | "ended", unique name), in order
         self.upstream_failed: List[str] = []
         self.summary = None
 
+    def task_submitted(self, task):
+        self.events.append(("submitted", task.unique_name))
+
     def task_ended(self, task, outcome, finished, total):
         self.ended.append((task.unique_name, outcome.state.value, outcome.cached))
+        self.events.append(("ended", task.unique_name))
+
+    def submitted_after(self, name: str) -> List[str]:
+        """Tasks handed to the executor after ``name`` ended."""
+        position = self.events.index(("ended", name))
+        return [n for kind, n in self.events[position:] if kind == "submitted"]
 
     def task_upstream_failed(self, task, failed):
         self.upstream_failed.append(task.unique_name)

@@ -107,7 +107,9 @@ def test_a_grown_grid_runs_only_what_is_new(make_store, executor_kwargs, recorde
     store = make_store()
     grid_flow(values=(1, 2)).run(results_store=store, **executor_kwargs)
     grid_flow(values=(1, 2, 3)).run(results_store=store, observers=[recorder], **executor_kwargs)
-    assert recorder.executed == ["source-3", "add_offset-7", "add_offset-8", "add_offset-9", "collect"]
+    executed = recorder.executed  # workers may finish the three successors in any order
+    assert executed[0] == "source-3" and executed[-1] == "collect"
+    assert sorted(executed[1:-1]) == ["add_offset-7", "add_offset-8", "add_offset-9"]
 
 
 @pytest.mark.parametrize(

@@ -366,6 +366,17 @@ class HashedConfig(dict):
     _keys: Optional[List[str]]
     _pieces: Optional[List[str]]
 
+    def __reduce__(self) -> Any:
+        return _rebuild_hashed, (dict(self), self.hash, self.digest)
+
+
+def _rebuild_hashed(config: Dict[str, Any], hash_: str, digest: str) -> HashedConfig:
+    """Unpickles a HashedConfig: the config with its hash, without the pieces it was computed from."""
+    hashed = HashedConfig(config)
+    hashed.hash, hashed.digest = hash_, digest
+    hashed._keys = hashed._pieces = None
+    return hashed
+
 
 def _hash_pieces(hashed: HashedConfig, keys: List[str], pieces: List[str]) -> HashedConfig:
     """Hashes the JSON text made of the sorted pieces (the same text as json.dumps(sort_keys=True))."""

@@ -85,7 +85,21 @@ class _Run:
         self.stop_error: Optional[BaseException] = None
 
     def loop(self, executor: Executor) -> None:
-        """Hands ready tasks to the executor (or completes them from the store) until none is left."""
+        """Hands ready tasks to the executor (or completes them from the store) until none is left.
+
+        Ctrl-C stops handing out tasks; the executor stops those in flight (they become KILLED),
+        and the run ends with ``KeyboardInterrupt``.
+        """
+        try:
+            self._loop(executor)
+        except KeyboardInterrupt as exc:
+            self.scheduler.stop()
+            for completion in executor.cancel():
+                self.complete(completion.task_id, completion.outcome)
+            if self.stop_error is None:
+                self.stop_error = exc
+
+    def _loop(self, executor: Executor) -> None:
         in_flight = 0
         while True:
             while in_flight < executor.capacity and self.scheduler.has_ready():

@@ -12,7 +12,7 @@ Hierarchy::
     ├── RunConfigError               a Flow.run() argument is invalid (also a ValueError and a TypeError)
     ├── TaskResultKeyAlreadyExists   two predecessors provide the same input name
     ├── TaskResultObjectMissing      a required input was not saved by any predecessor
-    ├── TaskFailedError              a task failed without a picklable exception of its own
+    ├── TaskFailedError              a task's worker died, or its exception could not be transported
     └── TmuxError                    a tmux command failed
 
 Every error carries ``task_name``, ``key`` and ``config_hash`` (``None`` where they do not apply),
@@ -90,7 +90,8 @@ class TaskResultObjectMissing(FluidmlError):
 
 
 class TaskFailedError(FluidmlError):
-    """A task failed and its own exception could not be transported; the message holds its traceback."""
+    """A task failed without an exception of its own to show: its worker process died, or its exception
+    could not be sent from the worker (the message then holds the original traceback text)."""
 
 
 class TmuxError(FluidmlError):

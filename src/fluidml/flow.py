@@ -14,7 +14,9 @@ from fluidml._run_names import random_run_name
 from fluidml.config import copy_json, hashed_config
 from fluidml.driver import RunObserver, RunSummary, describe_store, drive
 from fluidml.exception import NoTasksError, RunConfigError
+from fluidml.executors.base import Executor
 from fluidml.executors.local import LocalExecutor
+from fluidml.executors.processes import ProcessExecutor
 from fluidml.graph import (
     build_spec_graph, build_task_graph, collect_specs, expand_specs, gc_paused, optimal_num_workers
 )
@@ -107,15 +109,18 @@ class Flow:
         Tasks whose finished run is already in ``results_store`` are skipped ("already executed").
 
         Args:
-            num_workers: Number of worker processes; ``None`` means the useful number for the
-                graph (see ``optimal_num_workers``). In this version every run executes its tasks
-                one after another in the calling process; the value is validated.
-            resources: One resource (e.g. a GPU id) or a list of them; tasks see theirs as
-                ``task.resource``. Running in this process, every task gets the first one.
-            start_method: Multiprocessing start method for worker processes (validated).
+            num_workers: Number of worker processes. ``None`` (or 0) means the useful number for
+                the graph (``optimal_num_workers``: its widest level, capped by the CPUs); larger
+                values are reduced to it. With 1, tasks run one after another in this process.
+            resources: One resource (e.g. a GPU id) or a list of them, one per worker; tasks see
+                their worker's as ``task.resource``. Counts that differ from the worker count are
+                handed out round robin. Running in this process, every task gets the first one.
+            start_method: Multiprocessing start method of the workers (used through a context,
+                never set globally).
             exit_on_error: Stop at the first failure and re-raise its error. With ``False``,
                 failed tasks' successors are skipped, the rest runs, and nothing is raised.
-            log_to_tmux: Show each worker's log in its own tmux pane.
+            log_to_tmux: Show each worker's log in its own pane of a tmux session named
+                ``<project_name>--<run_name>``, closed after the run (a warning if tmux is missing).
             max_panes_per_window: tmux panes per window.
             force: ``"all"``, a task name or a list of them; ``"Name+"`` also forces its successors.
             project_name: Recorded in each task's info.
@@ -149,7 +154,18 @@ class Flow:
         store = results_store if results_store is not None else InMemoryStore()
         if return_results is None and isinstance(store, InMemoryStore):
             return_results = "latest"
-        resource = _resource_list(resources)[0]
+        resource_list = _resource_list(resources)
+        num_workers = self._num_workers(num_workers)
+        executor: Executor
+        if num_workers > 1:
+            executor = ProcessExecutor(
+                num_workers, store, resource_list, start_method,
+                tmux_session=f"{project_name}--{run_name}" if log_to_tmux else None,
+                max_panes_per_window=max_panes_per_window,
+            )
+            resource = None  # each worker hands out its own
+        else:
+            executor, resource = LocalExecutor(), resource_list[0]
 
         for task in self._tasks:
             task.run_name = run_name
@@ -160,7 +176,6 @@ class Flow:
             task.state = task.started = task.ended = None
             task.run_history = task.sweep_counter = task.unique_config_hash = None
 
-        executor = LocalExecutor()
         summary = RunSummary(run_name=run_name, project_name=project_name, total=len(self._tasks),
                              store=describe_store(store), executor=executor.description)
         drive(self._tasks, executor, store, summary, exit_on_error=exit_on_error,
@@ -168,6 +183,13 @@ class Flow:
         if return_results is None:
             return None
         return self._results(store, latest=return_results == "latest")
+
+    def _num_workers(self, requested: Optional[int]) -> int:
+        """The worker count: the requested one, at most the useful number for the graph (the widest
+        level, capped by the CPUs); that number when ``None`` or 0."""
+        if not requested or requested == 1:
+            return requested or self.optimal_num_workers
+        return min(requested, self.optimal_num_workers)
 
     def _forced_specs(self, force: Optional[Union[str, List[str]]]) -> Set[str]:
         if force is None:

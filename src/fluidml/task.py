@@ -204,6 +204,16 @@ class Task(DependencyMixin, ABC):
             _materialize(self)
         return self._unique_config  # type: ignore[return-value]  # set by _materialize
 
+    def _detached(self: _T, unique_config: Optional[Dict] = None) -> _T:
+        """A copy to send to another process: no graph links, its unique config (``unique_config``
+        if given, else built) kept, no store (the receiving side sets its own)."""
+        copy = type(self).__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__.update(_predecessors=[], _successors=[], _uc_own=None, _meta_unique_config=None,
+                             _unique_config=unique_config if unique_config is not None else self._uc(),
+                             results_store=None)
+        return copy
+
     def _release_unique_config(self) -> None:
         """Forgets a unique config that can be rebuilt (keeps deep graphs at O(depth) memory)."""
         if self._uc_own is not None:

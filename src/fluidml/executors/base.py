@@ -54,6 +54,11 @@ class Executor(ABC):
     def next_completed(self) -> Completion:
         """Blocks until one submitted job has completed and returns its report."""
 
+    def cancel(self) -> List[Completion]:
+        """Ctrl-C: stops the jobs in flight and returns their completions (KILLED, or finished if they
+        got there first). Nothing runs in the background of an in-process executor."""
+        return []
+
     def shutdown(self) -> None:
         """Releases what ``start`` acquired; called once, also after errors."""
 

@@ -61,6 +61,10 @@ class ResultsStore(ABC):
 
     #: True for stores that keep saved objects as they are, in this process (no serialization).
     keeps_objects: bool = False
+    #: True if a copy of the store pickled to a worker process reads and writes the same results
+    #: (files, a database server). Other stores stay in the parent process, and worker processes
+    #: reach them through it, so no result is lost whatever the store keeps in memory.
+    process_safe: bool = False
 
     def __init__(self) -> None:
         self._lock: Any = None

@@ -1,0 +1,308 @@
+"""The worker-pool executor: runs jobs in worker processes and waits on their pipes, never polls.
+
+Each worker owns a duplex pipe. A job goes down the pipe (the task without its graph links,
+pickled with cloudpickle); the outcome, log records, printed output and calls to a store that
+lives in this process come back up. The parent waits on all pipes and process sentinels at once,
+so a worker that dies (SIGKILL, segfault, out of memory) is noticed at once and its task fails with
+an error that says so; the run goes on with a fresh worker.
+"""
+
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import time
+from collections import deque
+from multiprocessing.connection import wait
+from typing import Any, Deque, Dict, List, Optional
+
+import cloudpickle
+
+from fluidml.exception import TaskFailedError
+from fluidml.executors._tmux import TmuxPanes
+from fluidml.executors.base import Completion, Executor, Job
+from fluidml.executors.worker import CALL, DONE, FATAL, JOB, LOG, OUTPUT, REPLY, STOP, answer_call, worker_main
+from fluidml.runner import Outcome
+from fluidml.storage.base import ResultsStore
+from fluidml.task import TaskState
+
+__all__ = ["ProcessExecutor", "worker_resources"]
+
+logger = logging.getLogger(__name__)
+
+#: Seconds a worker may take to end its task after Ctrl-C before it is killed.
+INTERRUPT_GRACE = 10.0
+#: Seconds a worker may take to exit after being asked to, before it is terminated.
+EXIT_GRACE = 2.0
+
+
+def worker_resources(resources: List[Any], num_workers: int) -> List[Any]:
+    """One resource per worker: in order when the counts match; otherwise round robin, so that no
+    two workers share a resource while another one is free."""
+    if not resources:
+        return [None] * num_workers
+    return [resources[i % len(resources)] for i in range(num_workers)]
+
+
+class _Worker:
+    """The parent's record of one worker process."""
+
+    def __init__(self, slot: int, name: str, process: Any, conn: Any):
+        self.slot = slot
+        self.name = name
+        self.process = process
+        self.conn = conn
+        self.job: Optional[Job] = None
+
+
+class ProcessExecutor(Executor):
+    """Runs jobs in ``num_workers`` worker processes, started on the first job.
+
+    Args:
+        num_workers: The number of worker processes.
+        store: The run's results store. A ``process_safe`` store is pickled to each worker; any
+            other one stays in this process and workers reach it through their pipes.
+        resources: The resources to hand out, one per worker (see ``worker_resources``).
+        start_method: ``"spawn"``, ``"fork"`` or ``"forkserver"`` (used through a context only).
+        tmux_session: A tmux session name to show each worker's log in a pane of, or None.
+        max_panes_per_window: Panes per tmux window.
+    """
+
+    def __init__(self, num_workers: int, store: ResultsStore, resources: Optional[List[Any]] = None,
+                 start_method: str = "spawn", tmux_session: Optional[str] = None, max_panes_per_window: int = 4):
+        self.capacity = num_workers
+        self.description = f"on {num_workers} worker processes ({start_method})"
+        self._store = store
+        self._resources = worker_resources(resources or [], num_workers)
+        self._context: Any = multiprocessing.get_context(start_method)
+        self._tmux_session = tmux_session
+        self._max_panes = max_panes_per_window
+        self._tmux: Optional[TmuxPanes] = None
+        self._workers: List[_Worker] = []
+        self._idle: Deque[_Worker] = deque()
+        self._completions: Deque[Completion] = deque()
+        self._started = False
+
+    # ------------------------------------------------------------------------------ life cycle
+
+    def _ensure_started(self) -> None:
+        """Starts every worker at once (they boot in parallel; jobs wait in their pipes meanwhile)."""
+        if self._started:
+            return
+        self._started = True
+        if self._tmux_session is not None:
+            self._tmux = TmuxPanes.open(self._tmux_session, self.capacity, self._max_panes)
+        store_for_workers = self._store if getattr(self._store, "process_safe", False) else None
+        self._setups = []
+        for slot in range(self.capacity):
+            setup = {
+                "store": store_for_workers, "resource": self._resources[slot],
+                "log_level": logging.getLogger().getEffectiveLevel(),
+                "log_file": self._tmux.log_files[slot] if self._tmux is not None else None,
+            }
+            try:
+                self._setups.append(cloudpickle.dumps(setup))
+            except Exception as exc:
+                what = "resource" if store_for_workers is None else "results store or resource"
+                raise TypeError(f"The {what} of worker {slot + 1} cannot be sent to a worker process: {exc}") from exc
+        for slot in range(self.capacity):
+            self._spawn(slot)
+
+    def _spawn(self, slot: int) -> _Worker:
+        name = f"worker-{slot + 1}"
+        parent_conn, child_conn = self._context.Pipe(duplex=True)
+        process = self._context.Process(target=worker_main, args=(child_conn, name, self._setups[slot]),
+                                        name=name, daemon=False)  # not daemonic: tasks may start processes
+        process.start()
+        child_conn.close()
+        worker = _Worker(slot, name, process, parent_conn)
+        self._workers.append(worker)
+        self._idle.append(worker)
+        return worker
+
+    def shutdown(self) -> None:
+        """Asks idle workers to exit, terminates busy ones, and leaves no process behind."""
+        for worker in self._workers:
+            if worker.job is None:
+                try:
+                    worker.conn.send((STOP,))
+                except OSError:
+                    pass
+        deadline = time.monotonic() + EXIT_GRACE
+        for worker in self._workers:
+            if worker.job is not None:
+                worker.process.terminate()
+            worker.process.join(max(0.0, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+        self._workers.clear()
+        self._idle.clear()
+        if self._tmux is not None:
+            self._tmux.close()
+            self._tmux = None
+
+    # ------------------------------------------------------------------------------------ jobs
+
+    def submit(self, job: Job) -> None:
+        self._ensure_started()
+        try:
+            payload = cloudpickle.dumps((_shippable(job), job.predecessors, job.reason))
+        except Exception as exc:
+            error = TypeError(
+                f'Task "{job.task.unique_name}" cannot be sent to a worker process: {exc}. Its class or function, '
+                f"config and resources must be picklable (cloudpickle); run with num_workers=1 otherwise."
+            )
+            self._completions.append(Completion(job.task_id, Outcome(TaskState.FAILED, error=error, reason=job.reason,
+                                                                     traceback=f"TypeError: {error}\n")))
+            return
+        worker = self._idle.popleft()
+        worker.job = job
+        try:
+            worker.conn.send((JOB, job.task_id, payload))
+        except OSError:  # it died while booting: reported when its sentinel fires
+            pass
+
+    def next_completed(self) -> Completion:
+        while not self._completions:
+            self._wait()
+        return self._completions.popleft()
+
+    def cancel(self) -> List[Completion]:
+        """Ctrl-C: interrupts the running tasks (SIGINT), waits a little for them to report (KILLED
+        or finished), then kills the workers that did not. Returns every outstanding completion."""
+        busy = [w for w in self._workers if w.job is not None]
+        for worker in busy:
+            _signal(worker, signal.SIGINT)
+        deadline = time.monotonic() + INTERRUPT_GRACE
+        try:
+            while any(w.job is not None for w in self._workers) and time.monotonic() < deadline:
+                self._wait(timeout=deadline - time.monotonic())
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: stop waiting
+        for worker in self._workers:
+            if worker.job is not None:
+                worker.process.kill()
+                self._fail(worker, KeyboardInterrupt(), TaskState.KILLED)
+        completions = list(self._completions)
+        self._completions.clear()
+        return completions
+
+    # ------------------------------------------------------------------------ parent-side events
+
+    def _wait(self, timeout: Optional[float] = None) -> None:
+        """Blocks until a worker sends something or dies, and handles it."""
+        by_object: Dict[Any, _Worker] = {}
+        for worker in self._workers:
+            by_object[worker.conn] = worker
+            by_object[worker.process.sentinel] = worker
+        for ready in wait(list(by_object), timeout):
+            worker = by_object[ready]
+            if worker not in self._workers:
+                continue  # replaced while handling an earlier event of this round
+            if ready is worker.conn:
+                self._receive(worker)
+            elif not worker.conn.poll():  # died, and nothing left to read from it
+                self._died(worker)
+
+    def _receive(self, worker: _Worker) -> None:
+        """Handles every message waiting in the worker's pipe."""
+        while worker in self._workers and worker.conn.poll():
+            try:
+                message = worker.conn.recv()
+            except (EOFError, OSError):
+                worker.process.join(EXIT_GRACE)
+                self._died(worker)
+                return
+            kind = message[0]
+            if kind == DONE:
+                _, task_id, data = message
+                job, worker.job = worker.job, None
+                self._idle.append(worker)
+                self._completions.append(Completion(task_id, _unpack_outcome(data, job)))
+            elif kind == LOG:
+                record = message[1]
+                logging.getLogger(record.name).handle(record)
+            elif kind == OUTPUT:
+                _write_output(worker.name, message[1], message[2])
+            elif kind == CALL:
+                ok, value = answer_call(self._store, message[2])
+                worker.conn.send((REPLY, message[1], ok, value))
+            elif kind == FATAL:
+                raise RuntimeError(f"Worker process {worker.name} could not start:\n{message[1]}")
+
+    def _died(self, worker: _Worker) -> None:
+        """A worker process ended unasked: its task fails, and a fresh worker takes its place."""
+        self._workers.remove(worker)
+        if worker in self._idle:
+            self._idle.remove(worker)
+        worker.conn.close()
+        if worker.job is not None:
+            self._fail(worker, TaskFailedError(_death_message(worker)), TaskState.FAILED)
+        else:
+            logger.warning("%s", _death_message(worker))
+        self._spawn(worker.slot)
+
+    def _fail(self, worker: _Worker, error: BaseException, state: TaskState) -> None:
+        job = worker.job
+        assert job is not None
+        worker.job = None
+        if isinstance(error, TaskFailedError):
+            error.task_name = job.task.unique_name
+        text = f"{type(error).__name__}: {error}\n"
+        self._completions.append(Completion(job.task_id, Outcome(state, reason=job.reason, error=error, traceback=text)))
+
+
+def _shippable(job: Job) -> Any:
+    """The job's task without its graph, but with copies of its direct neighbours (one level), so
+    that ``task.predecessors`` / ``task.successors`` still tell a task who they are."""
+    task = job.task._detached()
+    task._predecessors = [p._detached(ref.unique_config) for p, ref in zip(job.task.predecessors, job.predecessors)]
+    task._successors = [s._detached() for s in job.task.successors]
+    return task
+
+
+def _death_message(worker: _Worker) -> str:
+    code = worker.process.exitcode
+    job = worker.job
+    task = f'task "{job.task.unique_name}"' if job is not None else "no task"
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = {"SIGKILL": " (killed: e.g. `kill -9` or the out-of-memory killer)",
+                "SIGSEGV": " (a segmentation fault in native code)"}.get(name, "")
+        how = f"was ended by {name}{hint}"
+    else:
+        how = f"exited with code {code}"
+    return f"Worker process {worker.name} (pid {worker.process.pid}) {how} while running {task}."
+
+
+def _signal(worker: _Worker, signum: int) -> None:
+    try:
+        os.kill(worker.process.pid, signum)
+    except (ProcessLookupError, TypeError):
+        pass
+
+
+def _unpack_outcome(data: bytes, job: Optional[Job]) -> Outcome:
+    try:
+        outcome: Outcome = pickle.loads(data)
+        return outcome
+    except Exception as exc:
+        name = job.task.unique_name if job is not None else "?"
+        error = TaskFailedError(f'Task "{name}": its outcome could not be read back from the worker: {exc}',
+                                task_name=name)
+        return Outcome(TaskState.FAILED, error=error, traceback=f"TaskFailedError: {error}\n")
+
+
+def _write_output(worker: str, stream: str, text: str) -> None:
+    """Writes a worker's printed text to this process's stdout/stderr, each line labelled."""
+    target = sys.stdout if stream == "stdout" else sys.stderr
+    lines = text.splitlines(keepends=True)
+    target.write("".join(f"[{worker}] {line}" for line in lines))
+    target.flush()

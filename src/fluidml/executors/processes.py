@@ -214,7 +214,6 @@ class ProcessExecutor(Executor):
             try:
                 message = worker.conn.recv()
             except (EOFError, OSError):
-                worker.process.join(EXIT_GRACE)
                 self._died(worker)
                 return
             kind = message[0]
@@ -236,6 +235,7 @@ class ProcessExecutor(Executor):
 
     def _died(self, worker: _Worker) -> None:
         """A worker process ended unasked: its task fails, and a fresh worker takes its place."""
+        worker.process.join(EXIT_GRACE)  # its exit code tells how it ended
         self._workers.remove(worker)
         if worker in self._idle:
             self._idle.remove(worker)

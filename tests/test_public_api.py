@@ -44,6 +44,7 @@ def test_every_exception_is_a_fluidml_error():
 
 def test_optional_dependencies_are_not_imported():
     """Importing fluidml loads none of the optional extras."""
-    code = "import sys, fluidml, fluidml.storage; print(sorted(m for m in ('ray', 'pymongo', 'bokeh') if m in sys.modules))"
+    code = ("import sys, fluidml, fluidml.storage; "
+            "print(sorted(m for m in ('ray', 'pymongo', 'bokeh') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -246,7 +246,8 @@ def _check_choice(name: str, value: Any, choices: tuple) -> None:
 
 
 def _check_num_workers(num_workers: Optional[int]) -> None:
-    if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0):
+    valid = isinstance(num_workers, int) and not isinstance(num_workers, bool) and num_workers >= 0
+    if num_workers is not None and not valid:
         raise RunConfigError(f"num_workers must be None or a non-negative int, got {num_workers!r}.",
                              key="num_workers")
 

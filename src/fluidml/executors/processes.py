@@ -7,6 +7,7 @@ so a worker that dies (SIGKILL, segfault, out of memory) is noticed at once and 
 an error that says so; the run goes on with a fresh worker.
 """
 
+import io
 import logging
 import multiprocessing
 import os
@@ -14,6 +15,7 @@ import pickle
 import signal
 import sys
 import time
+import traceback
 from collections import deque
 from multiprocessing.connection import wait
 from typing import Any, Deque, Dict, List, Optional
@@ -23,10 +25,12 @@ import cloudpickle
 from fluidml.exception import TaskFailedError
 from fluidml.executors._tmux import TmuxPanes
 from fluidml.executors.base import Completion, Executor, Job
-from fluidml.executors.worker import CALL, DONE, FATAL, JOB, LOG, OUTPUT, REPLY, STOP, answer_call, worker_main
+from fluidml.executors.parent_store import answer_call, apply_writes, snapshot
+from fluidml.executors.worker import CALL, DONE, FATAL, JOB, LOG, OUTPUT, REPLY, SPECS, STOP, worker_main
 from fluidml.runner import Outcome
 from fluidml.storage.base import ResultsStore
 from fluidml.task import TaskState
+from fluidml.task_spec import TaskSpec
 
 __all__ = ["ProcessExecutor", "worker_resources"]
 
@@ -55,6 +59,45 @@ class _Worker:
         self.process = process
         self.conn = conn
         self.job: Optional[Job] = None
+        self.specs_sent = 0  # how many of the spec table's specs it has
+
+
+class _SpecTable:
+    """The task specs of the jobs, sent to each worker once: a spec holds the whole grid of its
+    configs, so jobs refer to specs by number instead of carrying them."""
+
+    def __init__(self) -> None:
+        self.specs: List[TaskSpec] = []
+        self.numbers: Dict[int, int] = {}  # id(spec) -> its number
+        self.payload = b""
+
+    def add(self, spec: TaskSpec) -> None:
+        """Adds ``spec`` and every spec linked to it (a change re-sends the table)."""
+        if id(spec) in self.numbers:
+            return
+        stack = [spec]
+        while stack:
+            current = stack.pop()
+            if id(current) not in self.numbers:
+                self.numbers[id(current)] = len(self.specs)
+                self.specs.append(current)
+                stack.extend(current.predecessors + current.successors)
+        self.payload = cloudpickle.dumps(self.specs)
+
+    def dumps(self, obj: Any) -> bytes:
+        """``obj`` pickled with cloudpickle, its specs as references to the table."""
+        buffer = io.BytesIO()
+        _JobPickler(buffer, self.numbers).dump(obj)
+        return buffer.getvalue()
+
+
+class _JobPickler(cloudpickle.Pickler):
+    def __init__(self, file: Any, numbers: Dict[int, int]):
+        super().__init__(file)
+        self._numbers = numbers
+
+    def persistent_id(self, obj: Any) -> Optional[int]:
+        return self._numbers.get(id(obj)) if isinstance(obj, TaskSpec) else None
 
 
 class ProcessExecutor(Executor):
@@ -75,6 +118,7 @@ class ProcessExecutor(Executor):
         self.capacity = num_workers
         self.description = f"on {num_workers} worker processes ({start_method})"
         self._store = store
+        self._store_in_workers = bool(getattr(store, "process_safe", False))
         self._resources = worker_resources(resources or [], num_workers)
         self._context: Any = multiprocessing.get_context(start_method)
         self._tmux_session = tmux_session
@@ -83,6 +127,7 @@ class ProcessExecutor(Executor):
         self._workers: List[_Worker] = []
         self._idle: Deque[_Worker] = deque()
         self._completions: Deque[Completion] = deque()
+        self._specs = _SpecTable()
         self._started = False
 
     # ------------------------------------------------------------------------------ life cycle
@@ -94,7 +139,7 @@ class ProcessExecutor(Executor):
         self._started = True
         if self._tmux_session is not None:
             self._tmux = TmuxPanes.open(self._tmux_session, self.capacity, self._max_panes)
-        store_for_workers = self._store if getattr(self._store, "process_safe", False) else None
+        store_for_workers = self._store if self._store_in_workers else None
         self._setups = []
         for slot in range(self.capacity):
             setup = {
@@ -150,7 +195,10 @@ class ProcessExecutor(Executor):
     def submit(self, job: Job) -> None:
         self._ensure_started()
         try:
-            payload = cloudpickle.dumps((_shippable(job), job.predecessors, job.reason))
+            if job.task._spec is not None:
+                self._specs.add(job.task._spec)
+            prefetched = None if self._store_in_workers else snapshot(self._store, job.task, job.predecessors)
+            payload = self._specs.dumps((_shippable(job), job.predecessors, job.reason, prefetched))
         except Exception as exc:
             error = TypeError(
                 f'Task "{job.task.unique_name}" cannot be sent to a worker process: {exc}. Its class or function, '
@@ -162,6 +210,9 @@ class ProcessExecutor(Executor):
         worker = self._idle.popleft()
         worker.job = job
         try:
+            if worker.specs_sent < len(self._specs.specs):
+                worker.conn.send((SPECS, self._specs.payload))
+                worker.specs_sent = len(self._specs.specs)
             worker.conn.send((JOB, job.task_id, payload))
         except OSError:  # it died while booting: reported when its sentinel fires
             pass
@@ -218,10 +269,12 @@ class ProcessExecutor(Executor):
                 return
             kind = message[0]
             if kind == DONE:
-                _, task_id, data = message
+                _, task_id, outcome_data, writes_data = message
                 job, worker.job = worker.job, None
                 self._idle.append(worker)
-                self._completions.append(Completion(task_id, _unpack_outcome(data, job)))
+                outcome = _unpack_outcome(outcome_data, job)
+                self._apply_writes(writes_data, outcome)
+                self._completions.append(Completion(task_id, outcome))
             elif kind == LOG:
                 record = message[1]
                 logging.getLogger(record.name).handle(record)
@@ -232,6 +285,17 @@ class ProcessExecutor(Executor):
                 worker.conn.send((REPLY, message[1], ok, value))
             elif kind == FATAL:
                 raise RuntimeError(f"Worker process {worker.name} could not start:\n{message[1]}")
+
+    def _apply_writes(self, data: bytes, outcome: Outcome) -> None:
+        """Applies what a task wrote to a store of this process; if that fails, the task fails."""
+        try:
+            writes = pickle.loads(data)
+            if isinstance(writes, Exception):
+                raise writes
+            apply_writes(self._store, writes)
+        except Exception as exc:
+            outcome.state, outcome.error = TaskState.FAILED, exc
+            outcome.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
     def _died(self, worker: _Worker) -> None:
         """A worker process ended unasked: its task fails, and a fresh worker takes its place."""
@@ -253,7 +317,8 @@ class ProcessExecutor(Executor):
         if isinstance(error, TaskFailedError):
             error.task_name = job.task.unique_name
         text = f"{type(error).__name__}: {error}\n"
-        self._completions.append(Completion(job.task_id, Outcome(state, reason=job.reason, error=error, traceback=text)))
+        outcome = Outcome(state, reason=job.reason, error=error, traceback=text)
+        self._completions.append(Completion(job.task_id, outcome))
 
 
 def _shippable(job: Job) -> Any:

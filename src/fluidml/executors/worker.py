@@ -3,7 +3,7 @@
 A worker receives jobs from the parent over its pipe, runs each with ``run_task`` and sends back
 the outcome. Its log records and printed output travel to the parent on the same pipe, labelled
 with the worker's name. A store that only lives in the parent (e.g. an ``InMemoryStore``) is
-reached through ``ParentStore``: every call is answered by the parent.
+reached through a ``ParentStore`` (parent_store.py).
 """
 
 import contextlib
@@ -15,29 +15,23 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import cloudpickle
 from tblib import pickling_support
 
 from fluidml.exception import TaskFailedError
+from fluidml.executors.parent_store import ParentStore, Write
 from fluidml.runner import Outcome, run_task
-from fluidml.storage.base import ResultsStore, StoreContext
+from fluidml.storage.base import ResultsStore
 from fluidml.task import TaskState
 
-__all__ = ["ParentStore", "worker_main"]
+__all__ = ["Channel", "pack_outcome", "worker_main"]
 
 # Messages from a worker to the parent.
 DONE, LOG, OUTPUT, CALL, FATAL = "done", "log", "output", "call", "fatal"
 # Messages from the parent to a worker.
-JOB, REPLY, STOP = "job", "reply", "stop"
-
-#: The store methods a worker may call on a store that lives in the parent.
-PARENT_STORE_METHODS = frozenset({
-    "load", "save", "delete", "delete_run", "get_context", "open", "stored_configs", "find_unique_config",
-    "get_results", "is_finished", "_register_result", "_unregister_result",
-})
-
+JOB, SPECS, REPLY, STOP = "job", "specs", "reply", "stop"
 
 class Channel:
     """The worker's end of its pipe. Sends from several threads are serialized, and each store call
@@ -77,8 +71,9 @@ class Channel:
 
 @contextlib.contextmanager
 def _sigint_blocked() -> Iterator[None]:
-    """Defers Ctrl-C while a message is written or read (it is delivered right after)."""
-    if threading.current_thread() is not threading.main_thread():
+    """Defers Ctrl-C while a message is written or read during a task (it is delivered right after;
+    outside a task SIGINT is ignored anyway)."""
+    if not _GATE.busy or threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -86,37 +81,6 @@ def _sigint_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _forward(method: str) -> Any:
-    def call_parent(self: "ParentStore", *args: Any, **kwargs: Any) -> Any:
-        return self._channel.call(method, args, kwargs)
-
-    call_parent.__name__ = method
-    call_parent.__doc__ = f"``{method}`` of the store in the parent process."
-    return call_parent
-
-
-class ParentStore(ResultsStore):
-    """A worker's stand-in for a results store that lives in the parent process (one that is not
-    ``process_safe``): each call is sent to the parent, run on the real store there, and answered."""
-
-    def __init__(self, channel: Channel):
-        super().__init__()
-        self._channel = channel
-
-    load = _forward("load")
-    save = _forward("save")
-    delete = _forward("delete")
-    delete_run = _forward("delete_run")
-    get_context = _forward("get_context")
-    open = _forward("open")
-    stored_configs = _forward("stored_configs")
-    find_unique_config = _forward("find_unique_config")
-    get_results = _forward("get_results")
-    is_finished = _forward("is_finished")
-    _register_result = _forward("_register_result")
-    _unregister_result = _forward("_unregister_result")
 
 
 class _ForwardingHandler(logging.Handler):
@@ -196,12 +160,17 @@ class _InterruptGate:
     def __init__(self) -> None:
         self.busy = False
         self.interrupted = False
+
+    def install(self) -> None:
         signal.signal(signal.SIGINT, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.busy and not self.interrupted:
             self.interrupted = True
             raise KeyboardInterrupt
+
+
+_GATE = _InterruptGate()
 
 
 def _setup_logging(channel: Channel, worker: str, level: int, log_file: Optional[Any]) -> None:
@@ -222,16 +191,18 @@ def worker_main(conn: Any, worker: str, setup: bytes) -> None:
     """The worker's life: set up from ``setup`` (store, resource, log level, log file), then run jobs
     until the parent says stop or goes away."""
     channel = Channel(conn)
-    gate = _InterruptGate()
+    gate = _GATE
+    gate.install()
     try:
         options = cloudpickle.loads(setup)
-        store = options["store"] if options["store"] is not None else ParentStore(channel)
+        store = options["store"] if options["store"] is not None else ParentStore(channel.call)
         resource = options["resource"]
         log_file = open(options["log_file"], "a", encoding="utf-8") if options["log_file"] else None
     except BaseException:
         channel.send((FATAL, traceback.format_exc()))
         return
     _setup_logging(channel, worker, options["log_level"], log_file)
+    specs: List[Any] = []
     stdout, stderr = _OutputWriter(channel, "stdout", log_file), _OutputWriter(channel, "stderr", log_file)
     sys.stdout, sys.stderr = stdout, stderr  # type: ignore[assignment]
     while True:
@@ -239,26 +210,43 @@ def worker_main(conn: Any, worker: str, setup: bytes) -> None:
             message = conn.recv()
         except (EOFError, OSError):
             return  # the parent is gone: nothing left to report to
+        if message[0] == SPECS:
+            specs = cloudpickle.loads(message[1])
+            continue
         if message[0] != JOB:
             return
         _, task_id, payload = message
         gate.busy, gate.interrupted = True, False
         try:
-            outcome = _run_job(payload, store, resource)
+            outcome = _run_job(payload, specs, store, resource)
         except KeyboardInterrupt as exc:  # interrupted outside the task's own code
             outcome = Outcome(TaskState.KILLED, error=exc, traceback="KeyboardInterrupt\n")
         finally:
             gate.busy = False
         stdout.flush()
         stderr.flush()
-        channel.send((DONE, task_id, pack_outcome(outcome)))
+        writes = store.take_writes() if isinstance(store, ParentStore) else []
+        channel.send((DONE, task_id, pack_outcome(outcome), _pack_writes(writes)))
 
 
-def _run_job(payload: bytes, store: ResultsStore, resource: Any) -> Outcome:
+class _JobUnpickler(pickle.Unpickler):
+    """Reads a job whose task specs are references into the worker's table of specs."""
+
+    def __init__(self, data: bytes, specs: List[Any]):
+        super().__init__(io.BytesIO(data))
+        self._specs = specs
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._specs[pid]
+
+
+def _run_job(payload: bytes, specs: List[Any], store: ResultsStore, resource: Any) -> Outcome:
     try:
-        task, predecessors, reason = cloudpickle.loads(payload)
+        task, predecessors, reason, prefetched = _JobUnpickler(payload, specs).load()
     except Exception as exc:
         return Outcome(TaskState.FAILED, error=exc, traceback=traceback.format_exc())
+    if prefetched is not None and isinstance(store, ParentStore):
+        store.seed(prefetched)
     task.results_store = store
     task.resource = resource
     try:
@@ -266,6 +254,14 @@ def _run_job(payload: bytes, store: ResultsStore, resource: Any) -> Outcome:
     except Exception as exc:  # the store failed (e.g. its server went away): the task fails, the worker lives on
         return Outcome(TaskState.FAILED, reason=reason, error=exc, traceback=traceback.format_exc(),
                        run_name=task.run_name, sweep_counter=task.sweep_counter, run_history=task.run_history)
+
+
+def _pack_writes(writes: List[Write]) -> bytes:
+    try:
+        return cloudpickle.dumps(writes)
+    except Exception as exc:  # e.g. an unpicklable keyword argument of save(): nothing is applied
+        return cloudpickle.dumps(TypeError(f"The task's writes to the results store cannot be sent to the parent "
+                                           f"process: {exc}"))
 
 
 def pack_outcome(outcome: Outcome) -> bytes:
@@ -286,21 +282,3 @@ def pack_outcome(outcome: Outcome) -> bytes:
             f"sent from the worker process; its traceback:)\n{text}"
         )
         return cloudpickle.dumps(outcome)
-
-
-def answer_call(store: ResultsStore, payload: bytes) -> Tuple[bool, Any]:
-    """Runs a worker's store call on the parent's store: ``(True, pickled result)`` or ``(False, error)``."""
-    try:
-        method, args, kwargs = pickle.loads(payload)
-        if method not in PARENT_STORE_METHODS:
-            raise AttributeError(f"store.{method} cannot be called from a worker process.")
-        result = getattr(store, method)(*args, **kwargs)
-        if isinstance(result, StoreContext) or result is None:
-            return True, pickle.dumps(result)
-        return True, cloudpickle.dumps(result)
-    except Exception as exc:
-        try:
-            pickle.dumps(exc)
-            return False, exc
-        except Exception:
-            return False, RuntimeError(f"{type(exc).__qualname__}: {exc}")

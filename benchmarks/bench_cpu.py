@@ -1,0 +1,54 @@
+"""CPU-bound tasks on W workers: 4 * W tasks of about 0.5 s each, run by fluidml and by a plain
+multiprocessing.Pool (spawn) in the same process. Reports the speedup over serial work of both,
+and fluidml's speedup relative to the pool's (1.0 = as good as the pool)."""
+
+import multiprocessing
+import time
+
+from fluidml import Flow, Task, TaskSpec
+
+from _common import emit, parse_args, timed
+
+TASK_SECONDS = 0.5
+
+
+def spin(loops: int) -> int:
+    total = 0
+    for i in range(loops):
+        total += i * i
+    return total
+
+
+def calibrate() -> int:
+    """The loop count that makes spin() last about TASK_SECONDS here."""
+    loops = 200_000
+    while True:
+        seconds, _ = timed(spin, loops)
+        if seconds > 0.1:
+            return int(loops * TASK_SECONDS / seconds)
+        loops *= 2
+
+
+def burn(loops: int, index: int, task: Task):
+    task.save(spin(loops), "total")
+
+
+def main() -> None:
+    args = parse_args(__doc__, "number of workers W")
+    workers, loops = args.size, calibrate()
+    num_tasks = 4 * workers
+    serial, _ = timed(lambda: [spin(loops) for _ in range(2)])
+    serial *= num_tasks / 2  # the serial time of all the work, from two measured calls
+    start = time.perf_counter()
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        pool.map(spin, [loops] * num_tasks)
+    pool_seconds = time.perf_counter() - start
+    flow = Flow([TaskSpec(task=burn, config={"loops": loops, "index": list(range(num_tasks))}, expand="product")])
+    ours_seconds, _ = timed(flow.run, num_workers=workers, run_name="bench")
+    emit({"scenario": "cpu", "n": workers, "serial_seconds": serial, "pool_seconds": pool_seconds,
+          "seconds": ours_seconds, "pool_speedup": serial / pool_seconds, "speedup": serial / ours_seconds,
+          "relative_to_pool": pool_seconds / ours_seconds, "repeats": 1})
+
+
+if __name__ == "__main__":
+    main()

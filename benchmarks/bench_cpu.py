@@ -1,6 +1,7 @@
 """CPU-bound tasks on W workers: 4 * W tasks of about 0.5 s each, run by fluidml and by a plain
 multiprocessing.Pool (spawn) in the same process. Reports the speedup over serial work of both,
-and fluidml's speedup relative to the pool's (1.0 = as good as the pool)."""
+and fluidml's speedup relative to the pool's (1.0 = as good as the pool). W=1 is a smoke run with
+tasks of 0.05 s."""
 
 import multiprocessing
 import time
@@ -19,13 +20,13 @@ def spin(loops: int) -> int:
     return total
 
 
-def calibrate() -> int:
-    """The loop count that makes spin() last about TASK_SECONDS here."""
-    loops = 200_000
+def calibrate(task_seconds: float) -> int:
+    """The loop count that makes spin() last about ``task_seconds`` here."""
+    loops = 100_000
     while True:
         seconds, _ = timed(spin, loops)
-        if seconds > 0.1:
-            return int(loops * TASK_SECONDS / seconds)
+        if seconds > 0.05:
+            return int(loops * task_seconds / seconds)
         loops *= 2
 
 
@@ -35,7 +36,8 @@ def burn(loops: int, index: int, task: Task):
 
 def main() -> None:
     args = parse_args(__doc__, "number of workers W")
-    workers, loops = args.size, calibrate()
+    workers = args.size
+    loops = calibrate(TASK_SECONDS if workers > 1 else 0.05)
     num_tasks = 4 * workers
     serial, _ = timed(lambda: [spin(loops) for _ in range(2)])
     serial *= num_tasks / 2  # the serial time of all the work, from two measured calls
@@ -43,10 +45,11 @@ def main() -> None:
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         pool.map(spin, [loops] * num_tasks)
     pool_seconds = time.perf_counter() - start
-    flow = Flow([TaskSpec(task=burn, config={"loops": loops, "index": list(range(num_tasks))}, expand="product")])
+    flow = Flow([TaskSpec(task=burn, config={"loops": loops, "index": list(range(num_tasks))},
+                          expand="product")])
     ours_seconds, _ = timed(flow.run, num_workers=workers, run_name="bench")
-    emit({"scenario": "cpu", "n": workers, "serial_seconds": serial, "pool_seconds": pool_seconds,
-          "seconds": ours_seconds, "pool_speedup": serial / pool_seconds, "speedup": serial / ours_seconds,
+    emit({"scenario": "cpu", "n": workers, "num_tasks": num_tasks, "serial_seconds": serial,
+          "pool_seconds": pool_seconds, "seconds": ours_seconds, "pool_speedup": serial / pool_seconds, "speedup": serial / ours_seconds,
           "relative_to_pool": pool_seconds / ours_seconds, "repeats": 1})
 
 

@@ -25,6 +25,8 @@ def main() -> None:
 
     result = best_of(trial, min(args.repeats, 3), args.budget)
     result["us_per_task"] = result["seconds"] / result["num_tasks"] * 1e6
+    # what each task adds once the pool runs: the run minus a run of 2 tasks (which is all start-up)
+    result["steady_us_per_task"] = max(result["seconds"] - result["startup_seconds"], 0) / (args.size - 2) * 1e6
     emit({"scenario": "parallel", "n": args.size, **result})
 
 

@@ -15,7 +15,7 @@ class Metric:
 
     key: str  # the key in the script's JSON line
     label: str  # row label; "{size}" is filled in
-    unit: str  # "s" (seconds) or "us/task" (microseconds per task)
+    unit: str  # "s" (seconds), "us/task" (microseconds per task) or "x" (a factor; higher is better)
     target: Optional[Target] = None
 
 
@@ -32,7 +32,9 @@ class Scenario:
 
 
 def format_value(value: float, unit: str) -> str:
-    """1.75 s, 20.1 ms, 49.0 µs; with "/task" for per-task metrics."""
+    """1.75 s, 20.1 ms, 49.0 µs; with "/task" for per-task metrics; 1.02× for factors."""
+    if unit == "x":
+        return f"{value:.2f}×"
     seconds = value * 1e-6 if unit == "us/task" else value
     if seconds >= 1:
         text = f"{seconds:.2f} s"
@@ -51,6 +53,15 @@ def at_most(limit: Union[float, Dict[int, float]], unit: str) -> Target:
         if bound is None:
             return "—", None
         return f"≤ {format_value(bound, unit)}", value is not None and value <= bound
+
+    return check
+
+
+def at_least(limit: float, unit: str) -> Target:
+    """Target: the value is at least ``limit`` (for factors, where higher is better)."""
+
+    def check(size, value, _values):
+        return f"≥ {format_value(limit, unit)}", value is not None and value >= limit
 
     return check
 
@@ -97,6 +108,31 @@ SCENARIOS = [
         metrics=(
             Metric("build_us_per_task", "deep chain, depth {size}: build", "us/task", flat_in_size()),
             Metric("run_us_per_task", "deep chain, depth {size}: run", "us/task", flat_in_size()),
+        ),
+    ),
+    Scenario(
+        name="parallel",
+        script="bench_parallel.py",
+        sizes=(200, 2000),
+        quick_sizes=(20,),
+        original_max=200,  # about 60 ms per task in the original
+        metrics=(
+            Metric("us_per_task", "2 workers, in-memory, {size} trivial tasks (pool start included)", "us/task",
+                   at_most({200: 1000.0}, "us/task")),
+            Metric("steady_us_per_task", "… the same, per task once the pool runs", "us/task"),
+            Metric("startup_seconds", "2 workers: run of 2 trivial tasks (pool start and stop)", "s",
+                   at_most(1.0, "s")),
+        ),
+    ),
+    Scenario(
+        name="cpu",
+        script="bench_cpu.py",
+        sizes=(2,),
+        quick_sizes=(1,),
+        metrics=(
+            Metric("speedup", "{size} workers, 4 × {size} CPU-bound tasks of 0.5 s: speedup over serial", "x"),
+            Metric("pool_speedup", "… the same work on a plain multiprocessing.Pool: speedup", "x"),
+            Metric("relative_to_pool", "… fluidml's speedup / the pool's", "x", at_least(0.95, "x")),
         ),
     ),
 ]

@@ -270,3 +270,17 @@ def test_the_parent_waits_without_spinning():
     cpu_before = time.process_time()
     flow.run(num_workers=2)
     assert time.process_time() - cpu_before < 0.5
+
+
+class BrokenInWorkers(DictStore):
+    """A process_safe store that cannot be rebuilt in a worker process."""
+
+    process_safe = True
+
+    def __setstate__(self, state):
+        raise RuntimeError("this store cannot be opened here")
+
+
+def test_a_worker_that_cannot_start_gives_a_clear_error():
+    with pytest.raises(RuntimeError, match="(?s)could not start.*this store cannot be opened here"):
+        run_wide(2, num_workers=2, results_store=BrokenInWorkers())

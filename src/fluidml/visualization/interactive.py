@@ -83,8 +83,7 @@ def build_figure(graph: nx.Graph, plot_width: int = 500, plot_height: int = 200,
     """The bokeh figure of ``graph`` (what ``visualize_graph_interactive`` shows)."""
     _bokeh()
     from bokeh.models import ColumnDataSource, HoverTool
-    from bokeh.models.annotations import Arrow, LabelSet
-    from bokeh.models.arrow_heads import NormalHead
+    from bokeh.models.annotations import Arrow, LabelSet, NormalHead
     from bokeh.plotting import figure
 
     check_graph(graph, "visualize_graph_interactive")
@@ -126,9 +125,9 @@ def build_figure(graph: nx.Graph, plot_width: int = 500, plot_height: int = 200,
     plot.axis.visible = False
     plot.grid.visible = False
     plot.multi_line(xs, ys, line_color="#6b7280", line_width=1.5)
-    plot.add_layout(Arrow(end=NormalHead(size=9, fill_color="#6b7280", line_color="#6b7280"),
-                          source=ColumnDataSource(arrows), x_start="x0", y_start="y0", x_end="x1", y_end="y1",
-                          body_line_color="#6b7280", body_line_width=1.5))
+    plot.add_layout(Arrow(  # type: ignore[call-arg]  # (bokeh's stubs name the line props body_*)
+        end=NormalHead(size=9, fill_color="#6b7280", line_color="#6b7280"), source=ColumnDataSource(arrows),
+        x_start="x0", y_start="y0", x_end="x1", y_end="y1", line_color="#6b7280", line_width=1.5))
     # the rectangles take the hover; the labels (sized in screen pixels) always fit their text
     boxes = plot.rect("x", "y", width="width", height=node_height, source=node_source,
                       fill_color="#dbeafe", fill_alpha=0.35, line_alpha=0.0)
@@ -194,10 +193,25 @@ def visualize_graph_interactive(
     else:
         path = Path(filename)
     title = str(graph.graph.get("name") or "task graph")
-    path.write_text(file_html(plot, resources=INLINE, title=f"fluidml: {title}"), encoding="utf-8")
+    page = file_html(plot, resources=INLINE, title=f"fluidml: {title}")
+    index = _task_index(graph)
+    page = page[:page.rindex("</body>")] + index + page[page.rindex("</body>"):]
+    path.write_text(page, encoding="utf-8")
     if open_browser:
         _open(path, browser)
     return str(path)
+
+
+def _task_index(graph: nx.Graph) -> str:
+    """A list of the tasks and their configs under the plot: the canvas's text cannot be searched
+    (Ctrl+F) or read by screen readers; this list can."""
+    items = []
+    for node in graph.nodes:
+        described = _describe(graph, node)
+        items.append(f'<li><details><summary>{html.escape(str(node))} <i>({html.escape(described["kind"])})</i>'
+                     f'</summary><pre>{html.escape(described["config"])}</pre></details></li>')
+    return (f'<section id="fluidml-task-index" style="font: 13px sans-serif; margin: 12px 8px">'
+            f"<details><summary>{len(items)} tasks</summary><ul>{''.join(items)}</ul></details></section>")
 
 
 def _open(path: Path, browser: Optional[str]) -> None:

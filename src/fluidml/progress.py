@@ -7,6 +7,7 @@ turns it off. When stdout is not a terminal (CI, files) nothing is drawn; the ru
 (see ``fluidml.logging``) say the same in plain text.
 """
 
+import logging
 import os
 import sys
 import threading
@@ -107,6 +108,7 @@ class ProgressDisplay(RunObserver):
         self.refresh_per_second = refresh_per_second
         self._lock = threading.Lock()
         self._live: Any = None
+        self._borrowed: List[tuple] = []
         self._reset(None)
 
     def _reset(self, summary: Optional[RunSummary]) -> None:
@@ -128,6 +130,7 @@ class ProgressDisplay(RunObserver):
         except LiveError:  # another live display is on screen (a run inside a task): show nothing
             return
         self._live = live
+        self._borrowed = _lend_console(self.console)
 
     def task_submitted(self, task: Task) -> None:
         with self._lock:
@@ -149,6 +152,9 @@ class ProgressDisplay(RunObserver):
     def run_ended(self, summary: RunSummary) -> None:
         if self._live is None:
             return
+        for handler, console in self._borrowed:
+            handler.console = console
+        self._borrowed = []
         self._live.stop()
         self._live = None
         self.console.print(summary_table(summary))
@@ -184,6 +190,21 @@ class ProgressDisplay(RunObserver):
                                  width=30),
                      Text(self.status_line()))
         return Group(line, Text("  " + self.running_line(), style="dim", overflow="ellipsis", no_wrap=True))
+
+
+def _lend_console(console: Any) -> List[tuple]:
+    """Points fluidml's rich log handler (see ``configure_logging``) at the display's console while
+    the display is on, when both write to a terminal: rich then prints log lines above the display
+    instead of through it. Returns (handler, its own console) pairs to restore."""
+    from rich.logging import RichHandler
+
+    lent = []
+    for handler in logging.getLogger().handlers:
+        if getattr(handler, "_fluidml_handler", False) and isinstance(handler, RichHandler) \
+                and handler.console.is_terminal:
+            lent.append((handler, handler.console))
+            handler.console = console
+    return lent
 
 
 def progress_observers(progress: bool) -> List[RunObserver]:

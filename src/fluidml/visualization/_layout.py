@@ -86,10 +86,26 @@ def _layout_component(nodes: List[Any], edges: List[tuple], width_of: Callable[[
     from grandalf.graphs import Edge, Graph, Vertex
     from grandalf.layouts import DummyVertex, SugiyamaLayout
 
-    vertices = {node: Vertex(node) for node in nodes}
+    class _Vertex(Vertex):  # grandalf keeps vertices and edges in sets: stable hashes, stable layouts
+        def __init__(self, data: Any, index: int):
+            super().__init__(data)
+            self._stable_hash = index
+
+        def __hash__(self) -> int:
+            return self._stable_hash
+
+    class _Edge(Edge):
+        def __init__(self, x: Any, y: Any, index: int):
+            super().__init__(x, y)
+            self._stable_hash = index
+
+        def __hash__(self) -> int:
+            return self._stable_hash
+
+    vertices = {node: _Vertex(node, i) for i, node in enumerate(nodes)}
     for node, vertex in vertices.items():
         vertex.view = _View(width_of(node_label(node)), height)
-    g_edges = [Edge(vertices[u], vertices[v]) for u, v in edges]
+    g_edges = [_Edge(vertices[u], vertices[v], i) for i, (u, v) in enumerate(edges)]
     component = Graph(list(vertices.values()), g_edges).C[0]
     sugiyama = SugiyamaLayout(component)
     sugiyama.xspace, sugiyama.yspace = xspace, height

@@ -127,8 +127,20 @@ def _out_key(slot: Slot) -> tuple:
     return ("pass" if slot.dummy else "out", id(slot))
 
 
-def _in_key(slot: Slot) -> tuple:
-    return ("pass" if slot.dummy else "in", id(slot))
+class _Net:
+    """The edges between two layers that share one horizontal bus: those of a node with several
+    successors, or all edges into one node from nodes without other successors. Each net enters
+    each of its targets through a column of its own, so a column below a bus leads to one place."""
+
+    def __init__(self) -> None:
+        self.sources: List[Slot] = []
+        self.targets: List[Slot] = []
+        self.entry: Dict[int, int] = {}  # target id -> the column this net enters it by
+        self.left = self.right = 0
+        self.track = -1  # -1: a straight vertical line, no bus
+
+    def in_key(self, target: Slot) -> tuple:
+        return ("in", id(self), id(target))
 
 
 def _draw_component(layout: ComponentLayout, charset: _Charset) -> List[str]:
@@ -139,37 +151,42 @@ def _draw_component(layout: ComponentLayout, charset: _Charset) -> List[str]:
         for slot in layer:  # boxes are placed by their centre column, so that equal centres line up
             left[id(slot)] = max(int(slot.x + 0.5) - slot.width // 2, edge + _GAP)
             edge = left[id(slot)] + slot.width
-    in_port = {id(s): left[id(s)] + s.width // 2 for layer in layers for s in layer}
-    out_port = dict(in_port)
-    for upper, lower in zip(layers, layers[1:]):
-        _choose_out_ports(upper, lower, left, in_port, out_port)
-
     canvas = _Canvas()
     related: Dict[tuple, Set[tuple]] = {}
+    arrows: List[Tuple[int, int]] = []
+    kept: List[_Net] = []
     top = 0
     tops: List[int] = []
     for rank, layer in enumerate(layers):
         tops.append(top)
         if rank == len(layers) - 1:
             break
-        nets = _nets(layer, out_port, in_port)
-        n_tracks = max((net.track for net in nets), default=-1) + 1
+        lower = layers[rank + 1]
+        nets = _nets(layer)
+        kept.extend(nets)  # cells name nets by id(): keep them alive so that no id is reused
+        _choose_entries(layer, lower, nets, left)
+        out_port = _choose_exits(layer, nets, left)
+        n_tracks = _assign_tracks(nets, out_port)
         stub, arrow = top + 3, top + 4 + n_tracks
-        for index, net in enumerate(nets):
+        for net in nets:
             row = arrow if net.track < 0 else top + 4 + net.track
             for source in net.sources:
-                # a straight line belongs to its target, so that it joins the target's other edges
-                owner = _out_key(source) if net.track >= 0 else _in_key(net.targets[0])
+                owner = _out_key(source) if net.track >= 0 else net.in_key(net.targets[0])
                 canvas.vertical(out_port[id(source)], top if source.dummy else stub, row, owner)
             for target in net.targets:
-                canvas.vertical(in_port[id(target)], row, arrow, _in_key(target))
+                canvas.vertical(net.entry[id(target)], row, arrow, net.in_key(target))
+                if target.dummy:  # the long edge goes on through the layer's rows
+                    canvas.vertical(net.entry[id(target)], arrow, arrow + 3, net.in_key(target))
+                else:
+                    arrows.append((arrow, net.entry[id(target)]))
             if net.track >= 0:
-                bus = ("bus", rank, index)
+                bus = ("bus", id(net))
                 canvas.horizontal(row, net.left, net.right, bus)
-                related[bus] = {_out_key(s) for s in net.sources} | {_in_key(t) for t in net.targets}
-        for slot in layers[rank + 1]:
-            if slot.dummy:  # the long edge goes on through the layer's rows
-                canvas.vertical(in_port[id(slot)], arrow, arrow + 3, _in_key(slot))
+                related[bus] = {_out_key(s) for s in net.sources} | {net.in_key(t) for t in net.targets}
+        for target in lower:  # a dummy's line continues below as its own out line
+            if target.dummy:
+                net = next(n for n in nets if target in n.targets)
+                canvas.vertical(net.entry[id(target)], arrow + 1, arrow + 3, _out_key(target))
         top = arrow + 1
     height = top + 3
     width = max(left[id(s)] + s.width for layer in layers for s in layer)
@@ -178,48 +195,14 @@ def _draw_component(layout: ComponentLayout, charset: _Charset) -> List[str]:
         grid[row][col] = charset.line(_cell_dirs(owners, related))
     for rank, layer in enumerate(layers):
         for slot in layer:
-            if slot.dummy:
-                continue
-            _draw_box(grid, tops[rank], left[id(slot)], slot, charset)
-            if rank > 0 and slot.pred:
-                grid[tops[rank] - 1][in_port[id(slot)]] = charset.arrow
+            if not slot.dummy:
+                _draw_box(grid, tops[rank], left[id(slot)], slot, charset)
+    for row, col in arrows:
+        grid[row][col] = charset.arrow
     return ["".join(row).rstrip() for row in grid]
 
 
-def _choose_out_ports(upper: List[Slot], lower: List[Slot], left: Dict[int, int], in_port: Dict[int, int],
-                      out_port: Dict[int, int]) -> None:
-    """A node's edges leave from a column that no unrelated line below uses (so two lines never
-    share a column); a node with one successor that has one predecessor right below it goes straight."""
-    taken = {in_port[id(s)] for s in lower}
-    for slot in upper:
-        if slot.dummy or not slot.succ:
-            continue
-        only = slot.succ[0] if len(slot.succ) == 1 and len(slot.succ[0].pred) == 1 else None
-        first, last = left[id(slot)] + 1, left[id(slot)] + slot.width - 2
-        centre = in_port[id(slot)]
-        candidates = [centre] + [c for d in range(1, slot.width) for c in (centre - d, centre + d)]
-        if only is not None:  # straight down into its only successor when it is below this box
-            candidates.insert(0, in_port[id(only)])
-        for col in candidates:
-            if first <= col <= last and (col not in taken or (only is not None and in_port[id(only)] == col)):
-                out_port[id(slot)] = col
-                break
-
-
-class _Net:
-    """Lines between two layers that share one bus: the edges of a node with several successors,
-    or all edges into one node from nodes that have no other successor."""
-
-    def __init__(self) -> None:
-        self.sources: List[Slot] = []
-        self.targets: List[Slot] = []
-        self.left = self.right = 0
-        self.track = -1  # -1: a straight vertical line, no bus
-
-
-def _nets(layer: List[Slot], out_port: Dict[int, int], in_port: Dict[int, int]) -> List["_Net"]:
-    """Groups the edges below ``layer`` into nets and gives each bus a row (buses that would touch
-    get different rows)."""
+def _nets(layer: List[Slot]) -> List[_Net]:
     nets: Dict[Any, _Net] = {}
     for slot in layer:
         if not slot.succ:
@@ -230,9 +213,64 @@ def _nets(layer: List[Slot], out_port: Dict[int, int], in_port: Dict[int, int]) 
         for target in slot.succ:
             if target not in net.targets:
                 net.targets.append(target)
+    return list(nets.values())
+
+
+def _inner_columns(slot: Slot, left: Dict[int, int]) -> List[int]:
+    """The columns inside a box, nearest to its centre first (a dummy has its one column)."""
+    if slot.dummy:
+        return [left[id(slot)]]
+    centre, first, last = left[id(slot)] + slot.width // 2, left[id(slot)] + 1, left[id(slot)] + slot.width - 2
+    return [c for d in range(slot.width) for c in ((centre - d, centre + d) if d else (centre,)) if first <= c <= last]
+
+
+def _choose_entries(upper: List[Slot], lower: List[Slot], nets: List[_Net], left: Dict[int, int]) -> None:
+    """Gives each (net, target) its entry column: different nets enter a node by different columns,
+    away from long edges that pass above the node on their way elsewhere."""
+    passing = {left[id(d)]: d for d in upper if d.dummy}
+    feeding: Dict[int, List[_Net]] = {}
+    for net in nets:
+        for target in net.targets:
+            feeding.setdefault(id(target), []).append(net)
+    for target in lower:
+        into = feeding.get(id(target), [])
+        if not into:
+            continue
+        inner = _inner_columns(target, left)
+        rest = []
+        for net in into:  # a long edge that comes down right above the node goes straight in
+            col = next((left[id(s)] for s in net.sources if s.dummy and left[id(s)] in inner), None)
+            if col is None:
+                rest.append(net)
+            else:
+                net.entry[id(target)] = col
+        used = set(passing) | {net.entry[id(target)] for net in into if id(target) in net.entry}
+        free = [c for c in inner if c not in used] or inner
+        rest.sort(key=lambda n: sum(left[id(s)] for s in n.sources) / len(n.sources))
+        columns = sorted(free[:len(rest)]) if len(free) >= len(rest) else [free[i % len(free)] for i in range(len(rest))]
+        for net, col in zip(rest, columns):
+            net.entry[id(target)] = col
+
+
+def _choose_exits(upper: List[Slot], nets: List[_Net], left: Dict[int, int]) -> Dict[int, int]:
+    """Each node leaves by one column: straight above one of its own entries when it can, and
+    never above another net's entry (two lines never share a column)."""
+    taken = {col for net in nets for col in net.entry.values()}
+    out_port: Dict[int, int] = {}
+    for net in nets:
+        own = set(net.entry.values())
+        for source in net.sources:
+            inner = _inner_columns(source, left)
+            straight = [c for c in inner if c in own]
+            out_port[id(source)] = next((c for c in straight + inner if c not in taken or c in own), inner[0])
+    return out_port
+
+
+def _assign_tracks(nets: List[_Net], out_port: Dict[int, int]) -> int:
+    """Gives each bus a row (buses that would touch get different rows); returns the row count."""
     ends: List[int] = []  # rightmost column used on each track
-    for net in sorted(nets.values(), key=lambda n: min(out_port[id(s)] for s in n.sources)):
-        cols = [out_port[id(s)] for s in net.sources] + [in_port[id(t)] for t in net.targets]
+    for net in sorted(nets, key=lambda n: min(out_port[id(s)] for s in n.sources)):
+        cols = [out_port[id(s)] for s in net.sources] + list(net.entry.values())
         net.left, net.right = min(cols), max(cols)
         if net.left == net.right:
             continue
@@ -244,7 +282,7 @@ def _nets(layer: List[Slot], out_port: Dict[int, int], in_port: Dict[int, int]) 
             ends.append(-10)
         ends[track] = net.right
         net.track = track
-    return list(nets.values())
+    return len(ends)
 
 
 def _cell_dirs(owners: Dict[tuple, Set[str]], related: Dict[tuple, Set[tuple]]) -> FrozenSet[str]:

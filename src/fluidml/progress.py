@@ -187,7 +187,7 @@ class ProgressDisplay(RunObserver):
         line = Table.grid(padding=(0, 1))
         line.add_row(Text(f"fluidml {name}", style="bold cyan"),
                      ProgressBar(total=max(self.total, 1), completed=self.done + self.failed + self.skipped,
-                                 width=30),
+                                 width=20),
                      Text(self.status_line()))
         return Group(line, Text("  " + self.running_line(), style="dim", overflow="ellipsis", no_wrap=True))
 

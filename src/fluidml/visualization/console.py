@@ -275,7 +275,7 @@ def _assign_tracks(nets: List[_Net], out_port: Dict[int, int]) -> int:
         if net.left == net.right:
             continue
         for track, used in enumerate(ends):
-            if net.left > used + 1:
+            if net.left > used + 2:  # two free columns between buses on one row
                 break
         else:
             track = len(ends)

@@ -44,24 +44,27 @@ def test_invalid_levels_are_explained(level):
         configure_logging(level)
 
 
-def test_plain_format_has_time_level_and_process_columns(capsys):
-    """Without rich, lines read "<date time> <LEVEL> <process> <message>" on stderr."""
+def test_plain_format_has_time_level_and_worker_columns(capsys):
+    """Without rich, lines read "<date time> <LEVEL> <worker> <message>" on stderr ("main" here)."""
     configure_logging("INFO", rich_logging=False, rich_traceback=False)
     grid(2).run(num_workers=1)
     err = capsys.readouterr().err.splitlines()
     started = [line for line in err if "Started task" in line]
     assert len(started) == 2
-    assert re.fullmatch(r'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO     MainProcess   Started task "source-1" .*',
+    assert re.fullmatch(r'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d INFO     main      Started task "source-1" .*',
                         started[0])
 
 
 def test_rich_handler_writes_to_stderr(capsys):
-    """The rich handler prints the run's lines to stderr, with the process name column."""
+    """The rich handler prints the run's lines to stderr, with the time and worker columns."""
     configure_logging("INFO", rich_traceback=False)
     grid(1).run(num_workers=1)
     out, err = capsys.readouterr()
     assert out == ""
-    assert "MainProcess" in err and "Finished task" in err
+    lines = err.splitlines()
+    assert re.match(r"\[\d\d:\d\d:\d\d\] INFO +main +Run ", lines[0]), lines[0]
+    finished = next(line for line in lines if "Finished task" in line)
+    assert re.match(r" *INFO +main +Finished task", finished), finished  # (rich leaves a repeated time out)
 
 
 def test_run_log_lines(caplog):
@@ -107,3 +110,38 @@ def test_importing_fluidml_has_no_global_side_effects():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "clean"
+
+
+def forwarded_record(message, worker):
+    """A record as the worker pool re-emits it in the parent: made in a worker, tagged with its name."""
+    record = logging.LogRecord("fluidml.runner", logging.INFO, __file__, 1, message, None, None)
+    if worker is not None:
+        record.worker = worker
+    return record
+
+
+@pytest.mark.parametrize("rich_logging", [False, True])
+def test_worker_column_names_the_worker_that_logged(capsys, rich_logging):
+    """Records forwarded from a worker show its name; records made in this process show "main"."""
+    configure_logging("INFO", rich_logging=rich_logging, rich_traceback=False)
+    logging.getLogger("fluidml.runner").handle(forwarded_record("from the pool", "worker-2"))
+    logging.getLogger("fluidml.runner").info("from here")
+    err = capsys.readouterr().err
+    assert re.search(r"INFO +worker-2 +from the pool", err), err
+    assert re.search(r"INFO +main +from here", err), err
+
+
+def test_closing_summary_lines(caplog):
+    """The run ends with counts per state, the time, where results are, and each failure's first line."""
+    caplog.set_level(logging.INFO, logger="fluidml")
+    src = TaskSpec(task=p.source, config={"value": 1})
+    bad = TaskSpec(task=p.fail, config={"message": "exploded\nsecond line"})
+    after = TaskSpec(task=p.double, name="after")
+    bad.requires(src)
+    after.requires(bad)
+    Flow([src, bad, after]).run(run_name="sum", exit_on_error=False, num_workers=1)
+    messages = [r.getMessage() for r in caplog.records if r.name == "fluidml.flow"]
+    closing = messages[-2:]
+    assert re.fullmatch(r'Run "sum" ended after \d+\.\d\ds: 1 finished \(0 already executed\), 1 failed, '
+                        r"1 upstream failed\. Results: InMemoryStore\.", closing[0]), closing
+    assert closing[1] == '  failed: "fail": ValueError: exploded'

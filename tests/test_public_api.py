@@ -20,6 +20,7 @@ from fluidml import exception
         ("fluidml.exception", ["CyclicGraphError", "FluidmlError", "GridSearchExpansionError", "NoTasksError",
                                "TaskNameError", "TaskResultKeyAlreadyExists", "TaskResultObjectMissing",
                                "TmuxError"]),
+        ("fluidml.visualization", ["visualize_graph_in_console", "visualize_graph_interactive"]),
     ],
 )
 def test_documented_names_are_exported(module, names):
@@ -44,7 +45,7 @@ def test_every_exception_is_a_fluidml_error():
 
 def test_optional_dependencies_are_not_imported():
     """Importing fluidml loads none of the optional extras."""
-    code = ("import sys, fluidml, fluidml.storage; "
+    code = ("import sys, fluidml, fluidml.storage, fluidml.visualization; "
             "print(sorted(m for m in ('ray', 'pymongo', 'bokeh') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -21,6 +21,7 @@ from fluidml.graph import (
     build_spec_graph, build_task_graph, collect_specs, expand_specs, gc_paused, optimal_num_workers
 )
 from fluidml.logging import LoggingObserver
+from fluidml.progress import progress_observers
 from fluidml.storage.base import ResultsStore
 from fluidml.storage.memory import InMemoryStore
 from fluidml.task import Task, TaskResults
@@ -103,6 +104,7 @@ class Flow:
         results_store: Optional[ResultsStore] = None,
         return_results: Optional[str] = None,
         observers: Sequence[RunObserver] = (),
+        progress: bool = True,
     ) -> Optional[Dict[str, List[TaskResults]]]:
         """Runs the expanded task graph and returns its results.
 
@@ -129,6 +131,8 @@ class Flow:
             return_results: ``"all"`` (every task), ``"latest"`` (tasks without successors) or
                 ``None`` (``"latest"`` for in-memory stores, nothing for persistent ones).
             observers: Extra ``RunObserver`` hooks (progress displays, metrics).
+            progress: Show a live progress display while stdout is a terminal (never drawn when it
+                is not; the environment variable ``FLUIDML_PROGRESS=0`` also turns it off).
 
         Returns:
             ``{task_name: [TaskResults, ...]}`` or None.
@@ -179,7 +183,7 @@ class Flow:
         summary = RunSummary(run_name=run_name, project_name=project_name, total=len(self._tasks),
                              store=describe_store(store), executor=executor.description)
         drive(self._tasks, executor, store, summary, exit_on_error=exit_on_error,
-              observers=[LoggingObserver(), *observers])
+              observers=[LoggingObserver(), *progress_observers(progress), *observers])
         if return_results is None:
             return None
         return self._results(store, latest=return_results == "latest")

@@ -6,9 +6,10 @@ changes no level unless the application calls ``configure_logging()``.
 
 import logging
 import sys
-from typing import Union
+from typing import Any, Union
 
 from fluidml.driver import RunObserver, RunSummary
+from fluidml.progress import summary_lines
 from fluidml.runner import Outcome
 from fluidml.task import Task, TaskState
 
@@ -33,16 +34,42 @@ def _level_number(level: Union[str, int]) -> int:
     return number
 
 
+class _WorkerFormatter(logging.Formatter):
+    """Adds ``%(worker_name)s``: the record's ``worker`` (set on records that a worker process
+    forwarded to the parent, e.g. ``"worker-1"``), or ``"main"`` for records made here."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        values = dict(record.__dict__, worker_name=getattr(record, "worker", None) or "main")
+        return self._style._fmt % values  # our own %-style format
+
+
+class _StderrHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever ``sys.stderr`` is at the time (so that a live
+    progress display, or pytest's capture, can take the lines)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # logging sets it in __init__; the property decides
+        pass
+
+
 def configure_logging(level: Union[str, int] = "INFO", rich_logging: bool = True, rich_traceback: bool = True) -> None:
     """Sets up console logging for an application: one handler on the root logger, at ``level``.
 
     Calling it again replaces the handler it installed (lines are never doubled). The root logger's
     level is set to ``level`` because that is what the call asks for; nothing else in fluidml
-    touches it.
+    touches it. Each line shows the time, the level, the worker that logged it (``main`` for the
+    calling process, ``worker-N`` for worker processes) and the message.
 
     Args:
         level: A level name in any case (``"info"``, ``"DEBUG"``) or number.
-        rich_logging: Use rich's handler (colours, time column, process name column). Either way,
+        rich_logging: Use rich's handler (colours, time column, worker column). Either way,
             log lines go to stderr.
         rich_traceback: Show uncaught exceptions with rich's traceback printer.
     """
@@ -56,15 +83,13 @@ def configure_logging(level: Union[str, int] = "INFO", rich_logging: bool = True
 
         handler: logging.Handler = RichHandler(
             console=Console(stderr=True), rich_tracebacks=True, tracebacks_extra_lines=2, show_path=False,
-            show_time=True,
+            show_time=True, log_time_format="[%X]",
         )
-        handler.setFormatter(logging.Formatter("%(processName)-13s %(message)s"))
+        handler.setFormatter(_WorkerFormatter("%(worker_name)-9s %(message)s"))
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s %(levelname)-8s %(processName)-13s %(message)s", datefmt="%Y-%m-%d %H:%M:%S"
-            )
+            _WorkerFormatter("%(asctime)s %(levelname)-8s %(worker_name)-9s %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
         )
     setattr(handler, _MARK, True)
     handler.setLevel(number)
@@ -103,11 +128,9 @@ class LoggingObserver(RunObserver):
         logger.warning('Task "%s" will not run: its upstream task "%s" failed.', task.unique_name, failed.unique_name)
 
     def run_ended(self, summary: RunSummary) -> None:
-        counts = summary.counts()
-        finished = counts.get(TaskState.FINISHED.value, 0)
-        parts = [f"{finished} finished ({summary.cached} already executed)"]
-        parts += [f"{n} {state.replace('_', ' ')}" for state, n in counts.items() if state != TaskState.FINISHED.value]
-        logger.info('Run "%s" ended after %.2fs: %s. Results: %s.',
-                    summary.run_name, summary.duration, ", ".join(parts), summary.store)
-        for name, error in summary.failures:
-            logger.info('  failed: "%s": %s', name, error)
+        """Logs the closing summary: counts per state, time and results location (INFO; a line per
+        failed task with the first line of its error)."""
+        first, *failures = summary_lines(summary)
+        logger.info("%s", first)
+        for line in failures:
+            logger.info("%s", line)

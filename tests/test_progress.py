@@ -111,3 +111,18 @@ def test_summary_lines_list_states_in_order_and_failures():
 def test_durations_read_naturally(seconds, text):
     """Times in the summary: seconds, then minutes and hours."""
     assert format_duration(seconds) == text
+
+
+def test_the_display_follows_a_worker_pool_and_shows_worker_output_above_it():
+    """With two worker processes: two tasks run at once, and a task's print appears once, labelled
+    with its worker, outside the display."""
+    code = script().replace("num_workers=1", "num_workers=2")
+    code = code.replace("time.sleep(0.4 * 1)", 'print("hello from", i); time.sleep(0.4)')
+    exit_code, raw = run_in_pty(code)
+    assert exit_code == 0, raw
+    text = screen_text(raw)
+    assert re.search(r"\d/5 done \(0 cached\), 2 running", text), text
+    for i in (1, 2, 3):
+        printed = [line for line in text.splitlines() if line.rstrip().endswith(f"hello from {i}")]
+        assert len(printed) == 1 and printed[0].startswith("[worker-"), printed
+    assert "Results: InMemoryStore (ran on 2 worker processes (spawn))" in text

@@ -15,7 +15,7 @@ class Metric:
 
     key: str  # the key in the script's JSON line
     label: str  # row label; "{size}" is filled in
-    unit: str  # "s" (seconds) or "us/task" (microseconds per task)
+    unit: str  # "s" (seconds), "us/task" (microseconds per task) or "x" (a ratio)
     target: Optional[Target] = None
 
 
@@ -32,7 +32,9 @@ class Scenario:
 
 
 def format_value(value: float, unit: str) -> str:
-    """1.75 s, 20.1 ms, 49.0 µs; with "/task" for per-task metrics."""
+    """1.75 s, 20.1 ms, 49.0 µs; with "/task" for per-task metrics; 1.05× for ratios."""
+    if unit == "x":
+        return f"{value:.2f}×"
     seconds = value * 1e-6 if unit == "us/task" else value
     if seconds >= 1:
         text = f"{seconds:.2f} s"
@@ -97,6 +99,29 @@ SCENARIOS = [
         metrics=(
             Metric("build_us_per_task", "deep chain, depth {size}: build", "us/task", flat_in_size()),
             Metric("run_us_per_task", "deep chain, depth {size}: run", "us/task", flat_in_size()),
+        ),
+    ),
+    Scenario(
+        name="filestore",
+        script="bench_filestore.py",
+        sizes=(1000,),
+        quick_sizes=(20,),
+        metrics=(
+            Metric("us_per_task", "sequential, `LocalFileStore`, {size} trivial tasks (wide)", "us/task",
+                   at_most(1000.0, "us/task")),
+            Metric("cached_us_per_task", "fully cached re-run, `LocalFileStore`, {size} tasks", "us/task",
+                   at_most(100.0, "us/task")),
+        ),
+    ),
+    Scenario(
+        name="filestore_array",
+        script="bench_filestore_array.py",
+        sizes=(200,),
+        quick_sizes=(5,),
+        metrics=(
+            Metric("seconds", "{size} MB numpy array saved + loaded through `LocalFileStore`", "s"),
+            Metric("time_ratio", "{size} MB array: time / raw pickle round trip", "x", at_most(1.2, "x")),
+            Metric("peak_ratio", "{size} MB array: peak memory added / array size", "x", at_most(1.1, "x")),
         ),
     ),
 ]

@@ -131,7 +131,8 @@ def test_a_failed_run_is_run_again_in_its_directory(store, tmp_path, recorder):
 
 def test_direct_use_names_runs_by_counter(store, tmp_path):
     """Outside a flow (no run_info) a run directory is just the counter, as the original."""
-    assert store.get_context("A", A1) == StoreContext(run_dir=str(tmp_path / "store" / "A" / "000"), sweep_counter="000")
+    expected = StoreContext(run_dir=str(tmp_path / "store" / "A" / "000"), sweep_counter="000")
+    assert store.get_context("A", A1) == expected
     assert store.get_context("A", A2).sweep_counter == "001"
     assert store.get_context("A", A1).sweep_counter == "000"  # an existing run: the same directory
     assert os.path.isdir(tmp_path / "store" / "A" / "001")

@@ -66,8 +66,8 @@ def main() -> None:
         return {"seconds": store_round_trip(), "raw_seconds": raw_round_trip()}, {}
 
     try:
-        result = best_of(trial, args.repeats, args.budget * 5)
-        # peak memory, in a separate pass (no timing): what the store's save + load adds to the process
+        # peak memory first, in a process that has only allocated the array (freed memory of earlier
+        # trials would otherwise be reused unseen): what the store's save + load adds on top of it
         peak_note = "VmHWM after clear_refs"
         if rss_peak_reset():
             before = rss_kb("VmRSS")
@@ -75,6 +75,7 @@ def main() -> None:
             added_mb = (rss_kb("VmHWM") - before) / 1024
         else:
             added_mb, peak_note = float("nan"), "peak RSS cannot be reset here"
+        result = best_of(trial, args.repeats, args.budget * 5)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     array_mb = array.nbytes / 2**20

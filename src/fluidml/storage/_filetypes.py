@@ -93,13 +93,23 @@ def builtin_types() -> Dict[str, TypeInfo]:
 # ------------------------------------------------------------------------------- atomic writes
 
 _temp_numbers = itertools.count()
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def temp_path(path: str) -> str:
     """A unique temporary path next to ``path`` that keeps its file name (and so its extension, for
     writers such as ``numpy.save`` that append one when it is missing)."""
     head, tail = os.path.split(path)
-    return os.path.join(head, f".~{os.getpid()}-{next(_temp_numbers)}.{tail}")
+    return os.path.join(head, f".~{_pid}-{next(_temp_numbers)}.{tail}")
 
 
 def remove_path(path: str) -> None:
@@ -134,13 +144,15 @@ def replace_into_place(temp: str, path: str) -> None:
 def write_atomic(path: str, data: AnyStr) -> None:
     """Writes ``data`` (text or bytes) to ``path`` through a temporary file."""
     temp = temp_path(path)
+    raw = data if isinstance(data, bytes) else data.encode("utf-8")
     try:
-        if isinstance(data, bytes):
-            with open(temp, "wb") as binary:
-                binary.write(data)
-        else:
-            with open(temp, "w", encoding="utf-8") as text:
-                text.write(data)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            view = memoryview(raw)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(temp, path)
     except BaseException:
         remove_path(temp)

@@ -164,14 +164,19 @@ class RunIndex:
         """Appends changes to the log (under the lock, after ``_read_log``) and applies them."""
         path = self._log_path(task_name)
         data = "".join(json.dumps(list(entry)) + "\n" for entry in entries).encode("utf-8")
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)
         try:
-            log = open(path, "ab")
+            fd = os.open(path, flags, 0o666)
         except FileNotFoundError:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            log = open(path, "ab")
-        with log:
-            log.write(data)
-            runs.offset = log.tell()
+            fd = os.open(path, flags, 0o666)
+        try:
+            if os.fstat(fd).st_size > runs.offset:  # a line torn by a crash: do not glue ours to it
+                data = b"\n" + data
+            os.write(fd, data)
+            runs.offset = os.lseek(fd, 0, os.SEEK_END)
+        finally:
+            os.close(fd)
         for digest, dir_name in entries:
             runs.apply(digest, dir_name)
 
@@ -245,20 +250,22 @@ class RunIndex:
 
     def find(self, task_name: str, digest: str) -> Optional[str]:
         """The run directory name of the config, or None (reads other processes' changes on a miss)."""
-        runs = self._runs(task_name)
-        dir_name = runs.by_digest.get(digest)
-        if dir_name is None and self.refresh(task_name):
-            dir_name = self._tasks[task_name].by_digest.get(digest)
-        return dir_name
+        with self._thread_lock:
+            runs = self._runs(task_name)
+            dir_name = runs.by_digest.get(digest)
+            if dir_name is None and self.refresh(task_name):
+                dir_name = self._tasks[task_name].by_digest.get(digest)
+            return dir_name
 
     def refresh(self, task_name: str) -> bool:
         """Reads what other processes changed; True if anything may have changed."""
-        runs = self._runs(task_name)
-        offset = runs.offset
-        if not self._read_log(task_name, runs):
-            self._tasks[task_name] = self._load(task_name)
-            return True
-        return runs.offset != offset
+        with self._thread_lock:
+            runs = self._runs(task_name)
+            offset = runs.offset
+            if not self._read_log(task_name, runs):
+                self._tasks[task_name] = self._load(task_name)
+                return True
+            return runs.offset != offset
 
     def dir_names(self, task_name: str) -> List[str]:
         """The run directory names of the task, in the order they were indexed."""

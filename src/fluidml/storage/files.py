@@ -222,7 +222,7 @@ class LocalFileStore(ResultsStore):
         temp = temp_path(path)
         try:
             _write(type_info, obj, temp, mode, open_kwargs, kwargs)
-            if not os.path.lexists(temp):
+            if type_info.needs_path and not os.path.lexists(temp):
                 raise FileNotFoundError(f'The save function of the type for "{name}" did not write {temp}.')
             replace_into_place(temp, path)
         except BaseException:

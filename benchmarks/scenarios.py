@@ -111,6 +111,8 @@ SCENARIOS = [
                    at_most(1000.0, "us/task")),
             Metric("cached_us_per_task", "fully cached re-run, `LocalFileStore`, {size} tasks", "us/task",
                    at_most(100.0, "us/task")),
+            Metric("floor_us_per_task", "(filesystem floor: the same dirs and files with plain `os` calls)",
+                   "us/task"),
         ),
     ),
     Scenario(

@@ -157,11 +157,11 @@ def cell(outcome: Dict, metric: Metric) -> str:
     return f"{outcome['status']} ({outcome.get('note', 'no value')})"
 
 
-def ratio(original: Optional[float], ours: Optional[float], unit: str = "s") -> str:
-    """original / ours, as "87x faster" or "1.5x slower" (ours / original for factors)."""
+def ratio(original: Optional[float], ours: Optional[float], higher_is_better: bool = False) -> str:
+    """original / ours, as "87x faster" or "1.5x slower" (ours / original where higher is better)."""
     if not original or not ours:
         return "—"
-    factor = ours / original if unit == "x" else original / ours
+    factor = ours / original if higher_is_better else original / ours
     if factor >= 1:
         return f"{factor:.0f}x faster" if factor >= 10 else f"{factor:.1f}x faster"
     return f"{1 / factor:.1f}x slower"
@@ -180,7 +180,7 @@ def table_rows(scenarios: List[Scenario], outcomes: Dict, quick: bool) -> List[D
                     "scenario": metric.label.format(size=size),
                     "original 0.3.4": cell(original, metric),
                     "this project": cell(outcomes[scenario.name, size, "ours"], metric),
-                    "ratio (original/ours)": ratio(value_of(original, metric), ours_values[size], metric.unit),
+                    "ratio (original/ours)": ratio(value_of(original, metric), ours_values[size], metric.higher_is_better),
                     "target": target,
                     "met?": {True: "yes", False: "no", None: "—"}[met],
                 })

@@ -15,8 +15,9 @@ class Metric:
 
     key: str  # the key in the script's JSON line
     label: str  # row label; "{size}" is filled in
-    unit: str  # "s" (seconds), "us/task" (microseconds per task) or "x" (a factor; higher is better)
+    unit: str  # "s" (seconds), "us/task" (microseconds per task) or "x" (a factor)
     target: Optional[Target] = None
+    higher_is_better: bool = False  # e.g. a speedup; the ratio column then reads ours / original
 
 
 @dataclass(frozen=True)
@@ -130,9 +131,37 @@ SCENARIOS = [
         sizes=(2,),
         quick_sizes=(1,),
         metrics=(
-            Metric("speedup", "{size} workers, 4 × {size} CPU-bound tasks of 0.5 s: speedup over serial", "x"),
-            Metric("pool_speedup", "… the same work on a plain multiprocessing.Pool: speedup", "x"),
-            Metric("relative_to_pool", "… fluidml's speedup / the pool's", "x", at_least(0.95, "x")),
+            Metric("speedup", "{size} workers, 4 × {size} CPU-bound tasks of 0.5 s: speedup over serial", "x",
+                   higher_is_better=True),
+            Metric("pool_speedup", "… the same work on a plain multiprocessing.Pool: speedup", "x",
+                   higher_is_better=True),
+            Metric("relative_to_pool", "… fluidml's speedup / the pool's", "x", at_least(0.95, "x"),
+                   higher_is_better=True),
+        ),
+    ),
+    Scenario(
+        name="filestore",
+        script="bench_filestore.py",
+        sizes=(1000,),
+        quick_sizes=(20,),
+        metrics=(
+            Metric("us_per_task", "sequential, `LocalFileStore`, {size} trivial tasks (wide)", "us/task",
+                   at_most(1000.0, "us/task")),
+            Metric("cached_us_per_task", "fully cached re-run, `LocalFileStore`, {size} tasks", "us/task",
+                   at_most(100.0, "us/task")),
+            Metric("floor_us_per_task", "(filesystem floor: the same dirs and files with plain `os` calls)",
+                   "us/task"),
+        ),
+    ),
+    Scenario(
+        name="filestore_array",
+        script="bench_filestore_array.py",
+        sizes=(200,),
+        quick_sizes=(5,),
+        metrics=(
+            Metric("seconds", "{size} MB numpy array saved + loaded through `LocalFileStore`", "s"),
+            Metric("time_ratio", "{size} MB array: time / raw pickle round trip", "x", at_most(1.2, "x")),
+            Metric("peak_ratio", "{size} MB array: peak memory added / array size", "x", at_most(1.1, "x")),
         ),
     ),
 ]

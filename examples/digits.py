@@ -5,10 +5,14 @@
 PCA sizes and the regularisation strength C are grids: fluidml expands them into one task per
 combination, and the reduce task at the end sees every evaluation and keeps the best.
 
-    python examples/digits.py [--run-name NAME] [--verbose | --quiet]
+Results go to a LocalFileStore in ./fluidml-results (or --store DIR, or $FLUIDML_DIGITS_STORE), so a
+second run finds every task already executed and prints the same result without training anything.
+
+    python examples/digits.py [--run-name NAME] [--store DIR] [--verbose | --quiet]
 """
 
 import argparse
+import os
 from typing import List
 
 from sklearn.datasets import load_digits
@@ -18,7 +22,7 @@ from sklearn.model_selection import train_test_split
 
 import fluidml
 from fluidml import Flow, Task, TaskSpec
-from fluidml.storage import InMemoryStore, Sweep
+from fluidml.storage import LocalFileStore, Sweep
 
 SEED = 42
 
@@ -98,13 +102,19 @@ def make_flow() -> Flow:
     return Flow([load, split, featurize, training, evaluation, selection])
 
 
-def build_store():
-    return InMemoryStore()
+DEFAULT_STORE = "fluidml-results"
+
+
+def build_store(location=None):
+    """The results store: a directory that keeps results between runs."""
+    return LocalFileStore(location or os.environ.get("FLUIDML_DIGITS_STORE") or DEFAULT_STORE)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run-name", default=None, help="name of this run (random if not given)")
+    parser.add_argument("--store", default=None,
+                        help=f"results directory (default: $FLUIDML_DIGITS_STORE or ./{DEFAULT_STORE})")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--verbose", action="store_true", help="log every task")
     output.add_argument("--quiet", action="store_true", help="print nothing")
@@ -126,7 +136,7 @@ def main(argv=None):
     flow = make_flow()
     report = KeepSummary()
     results = flow.run(
-        run_name=args.run_name, results_store=build_store(), return_results="all", observers=[report]
+        run_name=args.run_name, results_store=build_store(args.store), return_results="all", observers=[report]
     )
 
     if not args.quiet:

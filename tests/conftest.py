@@ -6,11 +6,12 @@ from typing import Any, Callable, Dict, List
 import pytest
 
 from fluidml.driver import RunObserver
-from fluidml.storage import InMemoryStore
+from fluidml.storage import InMemoryStore, LocalFileStore
 
 #: Store factories by name; each takes pytest's tmp_path.
 STORES: Dict[str, Callable[[Any], Any]] = {
     "memory": lambda tmp_path: InMemoryStore(),
+    "file": lambda tmp_path: LocalFileStore(str(tmp_path / "store")),
 }
 
 #: Flow.run() keyword arguments that select each executor.

@@ -15,7 +15,8 @@ from fluidml import exception
     "module, names",
     [
         ("fluidml", ["Flow", "RunObserver", "RunSummary", "Task", "TaskSpec", "configure_logging"]),
-        ("fluidml.storage", ["InMemoryStore", "LazySweep", "Promise", "ResultsStore", "StoreContext", "Sweep"]),
+        ("fluidml.storage", ["File", "FilePromise", "InMemoryStore", "LazySweep", "LocalFileStore", "Promise",
+                             "ResultsStore", "StoreContext", "Sweep", "TypeInfo"]),
         ("fluidml.task", ["Task", "TaskInfo", "TaskResults", "TaskState"]),
         ("fluidml.exception", ["CyclicGraphError", "FluidmlError", "GridSearchExpansionError", "NoTasksError",
                                "TaskNameError", "TaskResultKeyAlreadyExists", "TaskResultObjectMissing",

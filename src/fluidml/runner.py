@@ -259,6 +259,8 @@ def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: Results
                        sweep_counter=task.sweep_counter, run_history=task.run_history), "already executed"
     else:
         reason = f"config {task.unique_config_hash}, previous run {stored.get('state')}"
+    if hasattr(store, "run_info"):  # a file store names a new run dir after it (the original's run_info)
+        store.run_info = task.info
     context = store.get_context(task.name, uc)
     if context is not None:
         task.sweep_counter = context.sweep_counter

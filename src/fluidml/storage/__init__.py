@@ -1,6 +1,10 @@
 """Results stores: where task results live between tasks and between runs."""
 
 from fluidml.storage.base import LazySweep, Promise, ResultsStore, StoreContext, Sweep
+from fluidml.storage.files import File, FilePromise, LocalFileStore, TypeInfo
 from fluidml.storage.memory import InMemoryStore
 
-__all__ = ["InMemoryStore", "LazySweep", "Promise", "ResultsStore", "StoreContext", "Sweep"]
+__all__ = [
+    "File", "FilePromise", "InMemoryStore", "LazySweep", "LocalFileStore", "Promise", "ResultsStore", "StoreContext",
+    "Sweep", "TypeInfo",
+]

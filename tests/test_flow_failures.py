@@ -109,7 +109,7 @@ def test_input_with_a_default_keeps_it(make_store, executor_kwargs):
     src = TaskSpec(task=p.source, config={"value": 1})
     dflt = TaskSpec(task=p.with_default)
     dflt.requires(src)
-    results = Flow([src, dflt]).run(results_store=make_store(), **executor_kwargs)
+    results = Flow([src, dflt]).run(results_store=make_store(), return_results="latest", **executor_kwargs)
     assert results["with_default"][0].results == {"pair": (1, 42)}
 
 

@@ -46,7 +46,7 @@ def test_grid_successors_expand_with_their_predecessors(make_store, executor_kwa
 
 def test_reduce_receives_every_sweep_with_its_config(make_store, executor_kwargs):
     """The reducer gets one Sweep per upstream task, in task order, with that task's unique config."""
-    results = grid_flow().run(results_store=make_store(), **executor_kwargs)
+    results = grid_flow().run(results_store=make_store(), return_results="latest", **executor_kwargs)
     (collected,) = results_of(results, "collect")
     assert [value for value, _ in collected["collected"]] == [11, 21, 31, 12, 22, 32]
     assert collected["collected"][0][1] == {"source": {"value": 1}, "add_offset": {"offset": 10}}
@@ -65,7 +65,7 @@ def test_reduce_over_two_specs_gets_each_sweep_once(make_store, executor_kwargs)
     b.requires(a)
     d.requires(c)
     red.requires(b, d)
-    results = Flow([a, b, c, d, red]).run(results_store=make_store(), **executor_kwargs)
+    results = Flow([a, b, c, d, red]).run(results_store=make_store(), return_results="latest", **executor_kwargs)
     values = [v for v, _ in results["collect"][0].results["collected"]]
     assert values == [2, 10, 12, 14, 4]  # first appearance in (b, d) combination order
 
@@ -87,7 +87,7 @@ def test_diamond_stays_consistent(make_store, executor_kwargs):
     d.requires(b, c2)
     flow = Flow([a, b, c, c2, d])
     assert [t for t in flow.task_graph.nodes if t.startswith("D")] == ["D-1", "D-2"]
-    results = flow.run(results_store=make_store(), **executor_kwargs)
+    results = flow.run(results_store=make_store(), return_results="latest", **executor_kwargs)
     assert [r.results["total"] for r in results["D"]] == [2 + 101, 4 + 102]
 
 
@@ -244,7 +244,7 @@ def test_class_tasks_get_config_in_init_and_inputs_in_run(make_store, executor_k
     src = TaskSpec(task=p.source, config={"value": 5})
     scale = TaskSpec(task=p.Scale, config={"factor": [2, 3]}, expand="product")
     scale.requires(src)
-    results = Flow([src, scale]).run(results_store=make_store(), **executor_kwargs)
+    results = Flow([src, scale]).run(results_store=make_store(), return_results="latest", **executor_kwargs)
     assert [r.results["y"] for r in results["Scale"]] == [10, 15]
 
 
@@ -331,7 +331,7 @@ def test_cross_task_load_with_a_downstream_config(make_store, executor_kwargs):
     best = TaskSpec(task=p.pick_best, reduce=True)
     dbl.requires(src)
     best.requires(dbl)
-    results = Flow([src, dbl, best]).run(results_store=make_store(), **executor_kwargs)
+    results = Flow([src, dbl, best]).run(results_store=make_store(), return_results="latest", **executor_kwargs)
     assert results["pick_best"][0].results == {"best_value": 6, "best_source_x": 3}
 
 

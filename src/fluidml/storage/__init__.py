@@ -2,5 +2,6 @@
 
 from fluidml.storage.base import LazySweep, Promise, ResultsStore, StoreContext, Sweep
 from fluidml.storage.memory import InMemoryStore
+from fluidml.storage.mongo import MongoDBStore  # pymongo is imported only when a store is made
 
-__all__ = ["InMemoryStore", "LazySweep", "Promise", "ResultsStore", "StoreContext", "Sweep"]
+__all__ = ["InMemoryStore", "LazySweep", "MongoDBStore", "Promise", "ResultsStore", "StoreContext", "Sweep"]

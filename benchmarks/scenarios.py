@@ -135,4 +135,14 @@ SCENARIOS = [
             Metric("relative_to_pool", "… fluidml's speedup / the pool's", "x", at_least(0.95, "x")),
         ),
     ),
+    Scenario(
+        name="mongo",
+        script="bench_mongo.py",  # starts its own nx-27017 server
+        sizes=(1000,),
+        quick_sizes=(20,),
+        metrics=(
+            Metric("us_per_task", "sequential, `MongoDBStore` (nx-27017), {size} trivial tasks", "us/task"),
+            Metric("cached_us_per_task", "fully cached re-run, `MongoDBStore` (nx-27017), {size} tasks", "us/task"),
+        ),
+    ),
 ]

@@ -211,6 +211,27 @@ def test_concurrent_registrations_are_all_kept(store):
     assert len(names) == 60 and set(names) == {f"p{n}-{i}" for n in range(4) for i in range(15)}
 
 
+def _run_grid(store, values):
+    Flow([TaskSpec(task=p.source, config={"value": values}, expand="product")]).run(results_store=store)
+
+
+def test_two_processes_running_one_flow_at_once_share_the_runs(store, client):
+    """Two processes run the same grid into one database at the same time: one document per run,
+    each finished, with distinct sweep counters."""
+    values = list(range(20))
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_run_grid, args=(store, values)) for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+    assert [proc.exitcode for proc in procs] == [0, 0]
+    docs = list(client[store.db]["task_result"].find({"task": "source"}))
+    assert len(docs) == 20 and {d["state"] for d in docs} == {"finished"}
+    assert len({d["sweep_counter"] for d in docs}) == 20
+    assert sorted(store.load("x", "source", {"source": {"value": v}}) for v in values) == values
+
+
 def test_store_pickles_without_its_client(store):
     """A used store pickles without any connection; the copy connects on its own first use."""
     store.save(1, "v", type_=None, task_name="A", task_unique_config=A1)

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 import threading
-from typing import Any, Dict, Iterable, Iterator, NamedTuple, Optional
+from typing import Any, Dict, Iterable, Iterator, NamedTuple, Optional, Tuple
 
 from fluidml.config import HashedConfig, hashed_config
 from fluidml.exception import ResultsStoreError
@@ -102,12 +102,14 @@ class MongoDBStore(ResultsStore):
         self._handles: Optional[_Handles] = None
         self._pid: Optional[int] = None
         self._mutex = threading.Lock()
+        self._absent: Optional[Tuple[str, str]] = None  # the last run a load found missing (saves a query)
 
     # ------------------------------------------------------------------------------ connection
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_client=None, _handles=None, _pid=None, _mutex=None)  # each process connects itself
+        # each process connects itself
+        state.update(_client=None, _handles=None, _pid=None, _mutex=None, _absent=None)
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
@@ -141,16 +143,20 @@ class MongoDBStore(ResultsStore):
                 self._connect()
         return self._handles  # type: ignore[return-value]  # set by _connect
 
+    def _client_options(self) -> Dict[str, Any]:
+        """MongoClient options beyond the host: a short server selection timeout unless the URI sets one."""
+        options: Dict[str, Any] = {"appname": "fluidml"}
+        if "serverselectiontimeoutms" not in (self.host or "").lower():
+            options["serverSelectionTimeoutMS"] = SERVER_SELECTION_TIMEOUT_MS
+        return options
+
     def _connect(self) -> None:
         import gridfs
         import pymongo
 
-        options: Dict[str, Any] = {"appname": "fluidml"}
-        if "serverselectiontimeoutms" not in (self.host or "").lower():
-            options["serverSelectionTimeoutMS"] = SERVER_SELECTION_TIMEOUT_MS
         # A client inherited through fork is replaced, not closed: pymongo resets it in the child.
         with self._guard("connecting"):
-            client = pymongo.MongoClient(self.host, **options)
+            client = pymongo.MongoClient(self.host, **self._client_options())
             try:
                 database = client[self.db]
                 runs = database[self.collection_name]
@@ -213,9 +219,10 @@ class MongoDBStore(ResultsStore):
         counter = counters.find_one_and_update({"_id": task_name}, {"$inc": {"next": 1}}, upsert=True,
                                                return_document=ReturnDocument.AFTER)
         fields = {"hash": config.hash, "config": dict(config), "sweep_counter": f"{counter['next'] - 1:03d}"}
-
+        self._absent = None
         try:
-            runs.update_one(key, {"$setOnInsert": fields}, upsert=True)
+            if runs.update_one(key, {"$setOnInsert": fields}, upsert=True).upserted_id is not None:
+                return fields
         except pymongo.errors.DuplicateKeyError:
             pass  # another process created it at the same moment
         return runs.find_one(key, {"sweep_counter": 1}) or {}
@@ -226,6 +233,7 @@ class MongoDBStore(ResultsStore):
         ``before`` as they were (to find replaced GridFS files)."""
         runs = self._collections().runs
         key = _key(task_name, config)
+        self._absent = None
         for _ in range(2):
             found = runs.find_one_and_update(key, update, projection={"_id": 1, **(before or {})})
             if found is not None:
@@ -280,7 +288,10 @@ class MongoDBStore(ResultsStore):
         with self._guard(f'loading "{name}" of task "{task_name}" (config {config.hash})'):
             for _ in range(2):
                 doc = self._collections().runs.find_one(_key(task_name, config), {field: 1, "_id": 0})
-                if doc is None or doc.get(field) is None:
+                if doc is None:
+                    self._absent = (task_name, config.digest)
+                    return None
+                if doc.get(field) is None:
                     return None
                 if name == SAVED_RESULTS:
                     return list(doc[field])
@@ -340,7 +351,9 @@ class MongoDBStore(ResultsStore):
         """
         config = hashed_config(task_unique_config)
         with self._guard(f'creating the run of task "{task_name}" (config {config.hash})'):
-            doc = self._collections().runs.find_one(_key(task_name, config), {"sweep_counter": 1, "_id": 0})
+            doc = None
+            if self._absent != (task_name, config.digest):  # else a load just found no run: create it
+                doc = self._collections().runs.find_one(_key(task_name, config), {"sweep_counter": 1, "_id": 0})
             if doc is None:
                 doc = self._ensure_run(task_name, config)
         return StoreContext(run_dir=None, sweep_counter=doc.get("sweep_counter"))

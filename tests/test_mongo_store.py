@@ -281,8 +281,11 @@ def test_an_unreachable_server_fails_the_run_at_its_start(tmp_path, recorder):
     """A store whose server does not answer fails Flow.run before any task runs, naming the server."""
     port = free_port()
     store = MongoDBStore("db", host=f"mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=300")
-    with pytest.raises(ResultsStoreError, match=f"MongoDB server at 127.0.0.1:{port} is not reachable"):
+    unreachable = f"MongoDB server at 127.0.0.1:{port} is not reachable"
+    with pytest.raises(ResultsStoreError, match=unreachable) as error:
         Flow([TaskSpec(task=p.source, config={"value": 1})]).run(results_store=store, observers=[recorder])
+    assert (error.value.task_name, error.value.key) == ("source", "fluidml_info")
+    assert 'while loading "fluidml_info" of task "source"' in str(error.value)
     assert recorder.ended == []
     assert store._client is None  # nothing left open
 
@@ -311,8 +314,10 @@ def test_a_server_that_goes_away_fails_the_running_task(tmp_path, recorder):
 
     store = MongoDBStore("midrun", host=uri)
     try:
-        with pytest.raises(ResultsStoreError, match=f"MongoDB server at 127.0.0.1:{server.port} is not reachable"):
+        gone = f"MongoDB server at 127.0.0.1:{server.port} is not reachable"
+        with pytest.raises(ResultsStoreError, match=gone) as error:
             flow().run(results_store=store)
+        assert error.value.task_name == "mid"  # recording its info failed; the run stopped there
         server = MongoTestServer(tmp_path / "data", port=server.port).start()
         assert store.is_finished("source", {"source": {"value": 1}})
         assert store.load("x", "source", {"source": {"value": 1}}) == 1

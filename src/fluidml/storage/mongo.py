@@ -154,18 +154,18 @@ class MongoDBStore(ResultsStore):
         import gridfs
         import pymongo
 
-        # A client inherited through fork is replaced, not closed: pymongo resets it in the child.
-        with self._guard("connecting"):
-            client = pymongo.MongoClient(self.host, **self._client_options())
-            try:
-                database = client[self.db]
-                runs = database[self.collection_name]
-                files = database[f"{self.collection_name}.files"]
-                runs.create_index([("task", 1), ("digest", 1)], unique=True, name="task_digest")
-                files.create_index([("metadata.task", 1), ("metadata.digest", 1)], name="run")
-            except BaseException:
-                client.close()
-                raise
+        # (callers are inside _guard). A client inherited through fork is replaced, not closed:
+        # pymongo resets it in the child.
+        client = pymongo.MongoClient(self.host, **self._client_options())
+        try:
+            database = client[self.db]
+            runs = database[self.collection_name]
+            files = database[f"{self.collection_name}.files"]
+            runs.create_index([("task", 1), ("digest", 1)], unique=True, name="task_digest")
+            files.create_index([("metadata.task", 1), ("metadata.digest", 1)], name="run")
+        except BaseException:
+            client.close()
+            raise
         self._client, self._pid = client, os.getpid()
         self._handles = _Handles(runs, database[f"{self.collection_name}_counters"],
                                  gridfs.GridFSBucket(database, bucket_name=self.collection_name), files,
@@ -188,23 +188,28 @@ class MongoDBStore(ResultsStore):
             self.close()
 
     @contextlib.contextmanager
-    def _guard(self, action: str) -> Iterator[None]:
+    def _guard(self, action: str, task_name: Optional[str] = None, name: Optional[str] = None,
+               config: Optional[HashedConfig] = None) -> Iterator[None]:
         """Turns driver errors into a ResultsStoreError that names the server and what failed."""
         import bson.errors
         import pymongo.errors
 
+        what = action + (f' "{name}"' if name is not None else "")
+        what += (f' of task "{task_name}"' if task_name is not None else "")
+        what += (f" (config {config.hash})" if config is not None else "")
+        fields = {"task_name": task_name, "key": name, "config_hash": config.hash if config is not None else None}
         try:
             yield
         except pymongo.errors.ConnectionFailure as error:
             reason = str(error).split(", Timeout:")[0]
             raise ResultsStoreError(
-                f"MongoDB server at {self.address} is not reachable while {action} ({reason}). Check that "
-                f"the server runs and that MongoDBStore(host=...) names it."
+                f"MongoDB server at {self.address} is not reachable while {what} ({reason}). Check that "
+                f"the server runs and that MongoDBStore(host=...) names it.", **fields
             ) from error
         except (pymongo.errors.PyMongoError, bson.errors.BSONError, OverflowError) as error:
             raise ResultsStoreError(
                 f'MongoDB at {self.address}, database "{self.db}", collection "{self.collection_name}": '
-                f"{action} failed: {error}"
+                f"{what} failed: {error}", **fields
             ) from error
 
     # ------------------------------------------------------------------------------ runs
@@ -257,7 +262,7 @@ class MongoDBStore(ResultsStore):
         """Saves (or replaces) the object ``name`` of the run; every type is pickled (``type_`` and
         the other keyword arguments are accepted for compatibility and not needed)."""
         config = hashed_config(task_unique_config)
-        with self._guard(f'saving "{name}" of task "{task_name}" (config {config.hash})'):
+        with self._guard("saving", task_name, name, config):
             if name == SAVED_RESULTS:
                 self._update(task_name, config, {"$set": {"saved": [str(n) for n in obj]}})
                 return
@@ -285,7 +290,7 @@ class MongoDBStore(ResultsStore):
 
         config = hashed_config(task_unique_config)
         field = "saved" if name == SAVED_RESULTS else _field(name)
-        with self._guard(f'loading "{name}" of task "{task_name}" (config {config.hash})'):
+        with self._guard("loading", task_name, name, config):
             for _ in range(2):
                 doc = self._collections().runs.find_one(_key(task_name, config), {field: 1, "_id": 0})
                 if doc is None:
@@ -304,7 +309,7 @@ class MongoDBStore(ResultsStore):
     def get_results(self, task_name: str, task_unique_config: Dict) -> Optional[Dict[str, Any]]:
         """All objects the run saved (by its registry), read with one query; None if it saved nothing."""
         config = hashed_config(task_unique_config)
-        with self._guard(f'loading the results of task "{task_name}" (config {config.hash})'):
+        with self._guard("loading the results", task_name, config=config):
             doc = self._collections().runs.find_one(_key(task_name, config))
             names = doc.get("saved") if doc is not None else None
             if not names:
@@ -318,7 +323,7 @@ class MongoDBStore(ResultsStore):
         config = hashed_config(task_unique_config)
         field = "saved" if name == SAVED_RESULTS else _field(name)
         unset = {field: "", "state": ""} if name == TASK_INFO else {field: ""}
-        with self._guard(f'deleting "{name}" of task "{task_name}" (config {config.hash})'):
+        with self._guard("deleting", task_name, name, config):
             old = self._collections().runs.find_one_and_update(_key(task_name, config), {"$unset": unset},
                                                               projection={field: 1, "_id": 0})
             if old is None or field not in old:
@@ -331,7 +336,7 @@ class MongoDBStore(ResultsStore):
         """Deletes every object of the run and its GridFS files, if it exists. The document keeps the
         config and sweep counter, so a forced re-run keeps its id; it is no longer listed as a run."""
         config = hashed_config(task_unique_config)
-        with self._guard(f'deleting the run of task "{task_name}" (config {config.hash})'):
+        with self._guard("deleting the run", task_name, config=config):
             runs, bucket = self._collections().runs, self._collections().bucket
             doc = runs.find_one(_key(task_name, config))
             if doc is None:
@@ -350,7 +355,7 @@ class MongoDBStore(ResultsStore):
         created (``"000"``, ``"001"``, ...), whatever the run name; a run keeps its counter.
         """
         config = hashed_config(task_unique_config)
-        with self._guard(f'creating the run of task "{task_name}" (config {config.hash})'):
+        with self._guard("creating the run", task_name, config=config):
             doc = None
             if self._absent != (task_name, config.digest):  # else a load just found no run: create it
                 doc = self._collections().runs.find_one(_key(task_name, config), {"sweep_counter": 1, "_id": 0})
@@ -360,7 +365,7 @@ class MongoDBStore(ResultsStore):
 
     def stored_configs(self, task_name: str) -> Iterable[Dict]:
         """The unique configs of the task's runs that hold objects."""
-        with self._guard(f'listing the runs of task "{task_name}"'):
+        with self._guard("listing the runs", task_name):
             docs = list(self._collections().runs.find({"task": task_name, "stored": True}, {"config": 1, "_id": 0}))
         return [doc["config"] for doc in docs if "config" in doc]
 
@@ -368,7 +373,7 @@ class MongoDBStore(ResultsStore):
         """Adds ``name`` to the run's registry in one atomic update (safe with concurrent writers)."""
         config = hashed_config(task_unique_config)
         key = _key(task_name, config)
-        with self._guard(f'registering "{name}" of task "{task_name}" (config {config.hash})'):
+        with self._guard("registering", task_name, name, config):
             runs = self._collections().runs
             added = runs.update_one({**key, "saved": {"$nin": [name]}}, {"$push": {"saved": name}})
             if added.matched_count == 0 and runs.find_one(key, {"_id": 1}) is None:
@@ -378,5 +383,5 @@ class MongoDBStore(ResultsStore):
     def _unregister_result(self, name: str, task_name: str, task_unique_config: Dict) -> None:
         """Removes ``name`` from the run's registry in one atomic update."""
         config = hashed_config(task_unique_config)
-        with self._guard(f'unregistering "{name}" of task "{task_name}" (config {config.hash})'):
+        with self._guard("unregistering", task_name, name, config):
             self._collections().runs.update_one(_key(task_name, config), {"$pull": {"saved": name}})

@@ -61,6 +61,7 @@ def test_defaults_and_pickling_without_a_connection():
     """The default collection is the original's ("task_result"); an unused store pickles as is."""
     store = MongoDBStore("db", host="h:1")
     assert (store.db, store.collection_name, store.keeps_objects) == ("db", "task_result", False)
+    assert store.process_safe  # worker processes use a pickled copy directly
     copy = pickle.loads(pickle.dumps(store))
     assert (copy.db, copy.collection_name, copy.host, copy._client) == ("db", "task_result", "h:1", None)
 

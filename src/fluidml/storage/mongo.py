@@ -85,6 +85,7 @@ class MongoDBStore(ResultsStore):
     """
 
     keeps_objects = False
+    process_safe = True  # worker processes get a pickled copy that connects on its own
     #: Objects that pickle to more bytes than this go to GridFS; smaller ones into the run document.
     inline_limit: int = 1 << 20
 

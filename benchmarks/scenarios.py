@@ -164,4 +164,14 @@ SCENARIOS = [
             Metric("peak_ratio", "{size} MB array: peak memory added / array size", "x", at_most(1.1, "x")),
         ),
     ),
+    Scenario(
+        name="mongo",
+        script="bench_mongo.py",  # starts its own nx-27017 server
+        sizes=(1000,),
+        quick_sizes=(20,),
+        metrics=(
+            Metric("us_per_task", "sequential, `MongoDBStore` (nx-27017), {size} trivial tasks", "us/task"),
+            Metric("cached_us_per_task", "fully cached re-run, `MongoDBStore` (nx-27017), {size} tasks", "us/task"),
+        ),
+    ),
 ]

@@ -6,13 +6,31 @@ from typing import Any, Callable, Dict, List
 import pytest
 
 from fluidml.driver import RunObserver
-from fluidml.storage import InMemoryStore, LocalFileStore
+from fluidml.storage import InMemoryStore, LocalFileStore, MongoDBStore
+from mongo_server import MongoTestServer, mongo_db_name
+
+#: The session's MongoDB test server (started by the mongo_server fixture when a test needs it).
+MONGO: Dict[str, MongoTestServer] = {}
+
 
 #: Store factories by name; each takes pytest's tmp_path.
 STORES: Dict[str, Callable[[Any], Any]] = {
     "memory": lambda tmp_path: InMemoryStore(),
     "file": lambda tmp_path: LocalFileStore(str(tmp_path / "store")),
+    "mongo": lambda tmp_path: MongoDBStore(mongo_db_name(tmp_path), host=MONGO["server"].uri),
 }
+#: Marks of the stores' test params: "mongo" tests need the nx-27017 server (-m "not mongo" skips them).
+STORE_MARKS: Dict[str, List[Any]] = {"mongo": [pytest.mark.mongo]}
+
+
+@pytest.fixture(scope="session")
+def mongo_server(tmp_path_factory):
+    """An nx-27017 MongoDB server on a free 127.0.0.1 port for the whole session, stopped by its PID."""
+    with MongoTestServer(tmp_path_factory.mktemp("mongo-server")) as server:
+        MONGO["server"] = server
+        yield server
+        MONGO.clear()
+
 
 #: Flow.run() keyword arguments that select each executor.
 EXECUTORS: Dict[str, Dict[str, Any]] = {
@@ -21,9 +39,11 @@ EXECUTORS: Dict[str, Dict[str, Any]] = {
 }
 
 
-@pytest.fixture(params=sorted(STORES))
+@pytest.fixture(params=[pytest.param(name, marks=STORE_MARKS.get(name, [])) for name in sorted(STORES)])
 def make_store(request, tmp_path) -> Callable[[], Any]:
     """A factory of fresh stores of one kind (several calls share the same directory, if any)."""
+    if request.param == "mongo":
+        request.getfixturevalue("mongo_server")
     return lambda: STORES[request.param](tmp_path)
 
 

@@ -13,6 +13,7 @@ Hierarchy::
     ├── TaskResultKeyAlreadyExists   two predecessors provide the same input name
     ├── TaskResultObjectMissing      a required input was not saved by any predecessor
     ├── TaskFailedError              a task's worker died, or its exception could not be transported
+    ├── ResultsStoreError            a results store cannot read or write (e.g. its server is unreachable)
     └── TmuxError                    a tmux command failed
 
 Every error carries ``task_name``, ``key`` and ``config_hash`` (``None`` where they do not apply),
@@ -26,6 +27,7 @@ __all__ = [
     "FluidmlError",
     "GridSearchExpansionError",
     "NoTasksError",
+    "ResultsStoreError",
     "RunConfigError",
     "TaskFailedError",
     "TaskNameError",
@@ -92,6 +94,10 @@ class TaskResultObjectMissing(FluidmlError):
 class TaskFailedError(FluidmlError):
     """A task failed without an exception of its own to show: its worker process died, or its exception
     could not be sent from the worker (the message then holds the original traceback text)."""
+
+
+class ResultsStoreError(FluidmlError):
+    """A results store cannot read or write: its server is unreachable or refused an operation."""
 
 
 class TmuxError(FluidmlError):

@@ -273,8 +273,8 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
     """Runs one planned task (see ``plan_task``): gathers its inputs, calls the user's ``__init__``
     and ``run()``, and saves its ``TaskInfo``. Executors call it in the process they own.
 
-    Exceptions of the task become a FAILED outcome (KILLED for ``KeyboardInterrupt``); errors of
-    the store itself propagate.
+    Exceptions of the task become a FAILED outcome (KILLED for ``KeyboardInterrupt``), and so does
+    a store that fails to record the run.
     """
     task.started, task.ended = datetime.datetime.now(), None
     error: Optional[BaseException] = None
@@ -292,8 +292,13 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
         state, error, trace = TaskState.FAILED, exc, _user_traceback(exc)
     task.ended = datetime.datetime.now()
     task.state = state
-    store.save(info_record(task, store), TASK_INFO, type_="json", task_name=task.name,
-               task_unique_config=task._uc(), indent=4)
+    try:
+        store.save(info_record(task, store), TASK_INFO, type_="json", task_name=task.name,
+                   task_unique_config=task._uc(), indent=4)
+    except Exception as exc:  # the store failed (e.g. its server went away): the run is not recorded
+        if error is None:  # (a task that failed already keeps its own error)
+            state, error, trace = TaskState.FAILED, exc, _user_traceback(exc)
+            task.state = state
     return Outcome(state, reason=reason, error=error, traceback=trace, run_name=task.run_name,
                    sweep_counter=task.sweep_counter, started=task.started, ended=task.ended,
                    run_history=task.run_history)

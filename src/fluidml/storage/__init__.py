@@ -3,8 +3,9 @@
 from fluidml.storage.base import LazySweep, Promise, ResultsStore, StoreContext, Sweep
 from fluidml.storage.files import File, FilePromise, LocalFileStore, TypeInfo
 from fluidml.storage.memory import InMemoryStore
+from fluidml.storage.mongo import MongoDBStore  # pymongo is imported only when a store is made
 
 __all__ = [
-    "File", "FilePromise", "InMemoryStore", "LazySweep", "LocalFileStore", "Promise", "ResultsStore", "StoreContext",
-    "Sweep", "TypeInfo",
+    "File", "FilePromise", "InMemoryStore", "LazySweep", "LocalFileStore", "MongoDBStore", "Promise", "ResultsStore",
+    "StoreContext", "Sweep", "TypeInfo",
 ]

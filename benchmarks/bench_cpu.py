@@ -49,8 +49,8 @@ def main() -> None:
                           expand="product")])
     ours_seconds, _ = timed(flow.run, num_workers=workers, run_name="bench")
     emit({"scenario": "cpu", "n": workers, "num_tasks": num_tasks, "serial_seconds": serial,
-          "pool_seconds": pool_seconds, "seconds": ours_seconds, "pool_speedup": serial / pool_seconds, "speedup": serial / ours_seconds,
-          "relative_to_pool": pool_seconds / ours_seconds, "repeats": 1})
+          "pool_seconds": pool_seconds, "seconds": ours_seconds, "pool_speedup": serial / pool_seconds,
+          "speedup": serial / ours_seconds, "relative_to_pool": pool_seconds / ours_seconds, "repeats": 1})
 
 
 if __name__ == "__main__":

@@ -180,7 +180,8 @@ def table_rows(scenarios: List[Scenario], outcomes: Dict, quick: bool) -> List[D
                     "scenario": metric.label.format(size=size),
                     "original 0.3.4": cell(original, metric),
                     "this project": cell(outcomes[scenario.name, size, "ours"], metric),
-                    "ratio (original/ours)": ratio(value_of(original, metric), ours_values[size], metric.higher_is_better),
+                    "ratio (original/ours)": ratio(value_of(original, metric), ours_values[size],
+                                                   metric.higher_is_better),
                     "target": target,
                     "met?": {True: "yes", False: "no", None: "—"}[met],
                 })

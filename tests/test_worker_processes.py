@@ -117,7 +117,8 @@ def test_ctrl_c_kills_running_tasks_and_leaves_no_process(tmp_path, target):
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed on this machine")
 def test_tmux_shows_one_pane_per_worker_and_is_cleaned_up(tmp_path):
     """log_to_tmux: a session "<project>--<run>" with a pane per worker showing that worker's log
-    (max_panes_per_window=1: a window each); gone after the run. (A private tmux server: TMUX_TMPDIR points into tmp_path.)"""
+    (max_panes_per_window=1: a window each); gone after the run. (A private tmux server:
+    TMUX_TMPDIR points into tmp_path.)"""
     env = {**os.environ, "TMUX_TMPDIR": str(tmp_path)}
     env.pop("TMUX", None)
     proc = run_script(tmp_path, """
@@ -148,7 +149,8 @@ def test_tmux_shows_one_pane_per_worker_and_is_cleaned_up(tmp_path):
     """, env=env)
     try:
         assert proc.returncode == 0, proc.stderr
-        assert "SEEN [{'panes': 2, 'windows': 2, 'shown': True}, {'panes': 2, 'windows': 2, 'shown': True}]" in proc.stdout
+        seen = "{'panes': 2, 'windows': 2, 'shown': True}"
+        assert f"SEEN [{seen}, {seen}]" in proc.stdout
         sessions = subprocess.run(["tmux", "has-session", "-t", "proj--run1"], capture_output=True, env=env)
         assert sessions.returncode != 0
         assert not any(Path(d).name.startswith("fluidml-tmux-") for d in os.listdir(tmp_path))

@@ -122,7 +122,8 @@ class LoggingObserver(RunObserver):
             logger.info('Finished task "%s" %s', task.unique_name, _progress(finished, total))
         else:
             verb = "was killed" if outcome.state == TaskState.KILLED else "failed"
-            logger.error('Task "%s" %s:\n%s', task.unique_name, verb, (outcome.traceback or str(outcome.error)).rstrip())
+            text = (outcome.traceback or str(outcome.error)).rstrip()
+            logger.error('Task "%s" %s:\n%s', task.unique_name, verb, text)
 
     def task_upstream_failed(self, task: Task, failed: Task) -> None:
         logger.warning('Task "%s" will not run: its upstream task "%s" failed.', task.unique_name, failed.unique_name)

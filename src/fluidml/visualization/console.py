@@ -247,7 +247,10 @@ def _choose_entries(upper: List[Slot], lower: List[Slot], nets: List[_Net], left
         used = set(passing) | {net.entry[id(target)] for net in into if id(target) in net.entry}
         free = [c for c in inner if c not in used] or inner
         rest.sort(key=lambda n: sum(left[id(s)] for s in n.sources) / len(n.sources))
-        columns = sorted(free[:len(rest)]) if len(free) >= len(rest) else [free[i % len(free)] for i in range(len(rest))]
+        if len(free) >= len(rest):
+            columns = sorted(free[:len(rest)])
+        else:
+            columns = [free[i % len(free)] for i in range(len(rest))]
         for net, col in zip(rest, columns):
             net.entry[id(target)] = col
 

@@ -120,8 +120,9 @@ SCENARIOS = [
         metrics=(
             Metric("us_per_task", "2 workers, in-memory, {size} trivial tasks (pool start included)", "us/task",
                    at_most({200: 1000.0}, "us/task")),
-            Metric("steady_us_per_task", "… the same, per task once the pool runs", "us/task"),
-            Metric("startup_seconds", "2 workers: run of 2 trivial tasks (pool start and stop)", "s",
+            Metric("steady_us_per_task", "2 workers, in-memory, {size} trivial tasks: per task once the pool runs",
+                   "us/task"),
+            Metric("startup_seconds", "2 workers: run of 2 trivial tasks (pool start and stop; with N={size})", "s",
                    at_most(1.0, "s")),
         ),
     ),
@@ -133,9 +134,9 @@ SCENARIOS = [
         metrics=(
             Metric("speedup", "{size} workers, 4 × {size} CPU-bound tasks of 0.5 s: speedup over serial", "x",
                    higher_is_better=True),
-            Metric("pool_speedup", "… the same work on a plain multiprocessing.Pool: speedup", "x",
+            Metric("pool_speedup", "{size} workers: the same work on a plain multiprocessing.Pool: speedup", "x",
                    higher_is_better=True),
-            Metric("relative_to_pool", "… fluidml's speedup / the pool's", "x", at_least(0.95, "x"),
+            Metric("relative_to_pool", "{size} workers: fluidml's speedup / the pool's", "x", at_least(0.95, "x"),
                    higher_is_better=True),
         ),
     ),

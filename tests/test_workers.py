@@ -284,3 +284,21 @@ class BrokenInWorkers(DictStore):
 def test_a_worker_that_cannot_start_gives_a_clear_error():
     with pytest.raises(RuntimeError, match="(?s)could not start.*this store cannot be opened here"):
         run_wide(2, num_workers=2, results_store=BrokenInWorkers())
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_worker_processes_are_gone_soon_after_the_run():
+    """run() returns without waiting for the workers to wind down; they are reaped moments later."""
+    pids = {s["pid"] for s in run_wide(4, num_workers=2)}
+    deadline = time.monotonic() + 5
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in pids)
+    assert multiprocessing.active_children() == []

@@ -14,6 +14,7 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -168,22 +169,21 @@ class ProcessExecutor(Executor):
         return worker
 
     def shutdown(self) -> None:
-        """Asks idle workers to exit, terminates busy ones, and leaves no process behind."""
+        """Asks idle workers to exit and terminates busy ones. A background thread waits for them
+        (their interpreters take a moment to wind down) and kills any that outlive ``EXIT_GRACE``,
+        so ``run()`` returns at once and no process is left behind."""
         for worker in self._workers:
-            if worker.job is None:
-                try:
+            try:
+                if worker.job is None:
                     worker.conn.send((STOP,))
-                except OSError:
-                    pass
-        deadline = time.monotonic() + EXIT_GRACE
-        for worker in self._workers:
-            if worker.job is not None:
-                worker.process.terminate()
-            worker.process.join(max(0.0, deadline - time.monotonic()))
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join()
+                else:
+                    worker.process.terminate()
+            except OSError:
+                pass
             worker.conn.close()
+        processes = [worker.process for worker in self._workers]
+        if processes:
+            threading.Thread(target=_reap, args=(processes,), name="fluidml-reaper", daemon=True).start()
         self._workers.clear()
         self._idle.clear()
         if self._tmux is not None:
@@ -319,6 +319,16 @@ class ProcessExecutor(Executor):
         text = f"{type(error).__name__}: {error}\n"
         outcome = Outcome(state, reason=job.reason, error=error, traceback=text)
         self._completions.append(Completion(job.task_id, outcome))
+
+
+def _reap(processes: List[Any]) -> None:
+    """Waits for stopped workers to exit; kills those that take longer than ``EXIT_GRACE``."""
+    deadline = time.monotonic() + EXIT_GRACE
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 def _shippable(job: Job) -> Any:

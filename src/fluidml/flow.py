@@ -6,9 +6,8 @@ import logging
 import multiprocessing
 import re
 from collections import defaultdict
-from typing import Any, Dict, List, Optional, Sequence, Set, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Union
 
-import networkx as nx
 
 from fluidml._run_names import random_run_name
 from fluidml.config import copy_json, hashed_config
@@ -26,6 +25,9 @@ from fluidml.storage.base import ResultsStore
 from fluidml.storage.memory import InMemoryStore
 from fluidml.task import Task, TaskResults
 from fluidml.task_spec import TaskSpec
+
+if TYPE_CHECKING:  # networkx is imported when a graph is built (it is slow to import)
+    import networkx as nx
 
 __all__ = ["Flow"]
 
@@ -68,13 +70,13 @@ class Flow:
             spec.expects = spec._compute_expects()
             spec._lazy_inputs = None
             spec.validate()
-        self.task_spec_graph: nx.DiGraph = build_spec_graph(specs)
+        self.task_spec_graph: "nx.DiGraph" = build_spec_graph(specs)
         with gc_paused():
             self._tasks: List[Task] = expand_specs(self.task_spec_graph)
-        self._task_graph: Optional[nx.DiGraph] = None
+        self._task_graph: Optional["nx.DiGraph"] = None
 
     @property
-    def task_graph(self) -> nx.DiGraph:
+    def task_graph(self) -> "nx.DiGraph":
         """The expanded task graph (built on first access: it is for introspection and views)."""
         if self._task_graph is None:
             self._task_graph = build_task_graph(self._tasks)
@@ -218,7 +220,7 @@ class Flow:
                 continue
             forced.add(name)
             if item.endswith("+"):
-                forced |= nx.descendants(self.task_spec_graph, name)
+                forced |= self._descendants(name)
         if unknown:
             raise RunConfigError(
                 f"force names unknown tasks: {unknown}. Known tasks: {sorted(self.task_spec_graph.nodes)}.",
@@ -226,6 +228,11 @@ class Flow:
                 key="force",
             )
         return forced
+
+    def _descendants(self, name: str) -> Set[str]:
+        import networkx as nx
+
+        return nx.descendants(self.task_spec_graph, name)
 
     def _results(self, store: ResultsStore, latest: bool) -> Dict[str, List[TaskResults]]:
         results: Dict[str, List[TaskResults]] = defaultdict(list)

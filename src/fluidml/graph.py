@@ -14,14 +14,16 @@ import gc
 import itertools
 import json
 import os
-from typing import Any, Dict, Iterator, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Sequence, Tuple
 
-import networkx as nx
 
 from fluidml.config import copy_json, prepared_config, relevant_config
 from fluidml.exception import CyclicGraphError, GridSearchExpansionError, TaskNameError, TaskSpecError
 from fluidml.task import Task, task_for_spec
 from fluidml.task_spec import TaskSpec
+
+if TYPE_CHECKING:  # networkx is imported when a graph is built (it is slow to import)
+    import networkx as nx
 
 __all__ = [
     "build_spec_graph", "build_task_graph", "collect_specs", "expand_specs", "gc_paused", "optimal_num_workers"
@@ -68,8 +70,10 @@ def collect_specs(tasks: Sequence[Any]) -> List[TaskSpec]:
     return specs
 
 
-def build_spec_graph(specs: Sequence[TaskSpec]) -> nx.DiGraph:
+def build_spec_graph(specs: Sequence[TaskSpec]) -> "nx.DiGraph":
     """The spec graph (nodes: spec names with attribute ``task``); raises on cycles."""
+    import networkx as nx
+
     graph = nx.DiGraph(name="task spec graph")
     for spec in specs:
         graph.add_node(spec.name, task=spec)
@@ -100,13 +104,19 @@ class _UniqueConfigKeys(dict):
     """Spec name -> the task names in its tasks' unique configs (itself and its ancestors),
     computed on first use: only specs with several predecessors need them."""
 
-    def __init__(self, spec_graph: nx.DiGraph):
+    def __init__(self, spec_graph: "nx.DiGraph"):
         super().__init__()
         self.spec_graph = spec_graph
 
     def __missing__(self, name: str) -> frozenset:
+        import networkx as nx
+
         keys = self[name] = frozenset(nx.ancestors(self.spec_graph, name) | {name})
         return keys
+
+    def __reduce__(self) -> Any:
+        """Pickles as a plain dict with every spec's entry (worker processes need no graph)."""
+        return dict, ({name: self[name] for name in self.spec_graph},)
 
     def get(self, name: str, default: Any = None) -> Any:
         """The keys of a task of this flow, or ``default`` for a name the flow does not have."""
@@ -227,9 +237,11 @@ def _reduce_unique_config(spec: TaskSpec, members: List[Task], specs: Dict[str, 
     return {**plain, **grid, spec.name: relevant_config(spec.config, spec.config_ignore_prefix)}
 
 
-def expand_specs(spec_graph: nx.DiGraph) -> List[Task]:
+def expand_specs(spec_graph: "nx.DiGraph") -> List[Task]:
     """Expands every spec and links the tasks; returns them in task order (by spec in topological
     order, then in creation order), with unique names assigned."""
+    import networkx as nx
+
     specs: Dict[str, TaskSpec] = {name: data["task"] for name, data in spec_graph.nodes(data=True)}
     tasks_of: Dict[str, List[Task]] = {}
     keys_of = _UniqueConfigKeys(spec_graph)
@@ -297,9 +309,11 @@ def _reduce_tasks(spec: TaskSpec, combos: List[Tuple[Task, ...]], specs: Dict[st
     return [task]
 
 
-def build_task_graph(tasks: Sequence[Task]) -> nx.DiGraph:
+def build_task_graph(tasks: Sequence[Task]) -> "nx.DiGraph":
     """The expanded task graph: nodes are unique names with attribute ``task``, edges run from
     predecessor to successor."""
+    import networkx as nx
+
     graph = nx.DiGraph(name="task graph")
     with gc_paused():
         graph.add_nodes_from((task.unique_name, {"task": task}) for task in tasks)

@@ -173,3 +173,54 @@ def test_tmux_missing_gives_a_warning_and_the_run_goes_on(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "VALUES [1, 2]" in proc.stdout
     assert "log_to_tmux=True, but tmux is not installed" in proc.stderr
+
+
+def test_main_module_objects_stay_themselves_in_workers(tmp_path):
+    """A script's own functions and classes reach workers as the script's objects, not copies: a
+    task can hand a script function to its own multiprocessing pool, results are instances of the
+    script's classes, tracebacks show the script's file and lines, and `except` catches the script's
+    exception class. Code that needs a real descriptor (a subprocess's stdout) gets one."""
+    proc = run_script(tmp_path, """
+        import dataclasses, multiprocessing, subprocess, traceback
+
+        @dataclasses.dataclass
+        class Point:
+            x: int
+
+        class Refused(Exception):
+            pass
+
+        def square(x):
+            return x * x
+
+        def work(value, task):
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                total = sum(pool.map(square, range(value)))
+            subprocess.run([sys.executable, "-c", "print('from a subprocess')"], stdout=sys.stdout, check=True)
+            task.save(Point(total), "point")
+
+        def refuse(point, task):
+            raise Refused(f"no {point.x}")
+
+        if __name__ == "__main__":
+            from fluidml.storage import InMemoryStore
+
+            store = InMemoryStore()
+            first = TaskSpec(task=work, config={"value": [3, 4]}, expand="product")
+            results = Flow([first]).run(num_workers=2, return_results="all", results_store=store)
+            points = [r.results["point"] for r in results["work"]]
+            print("POINTS", [p.x for p in points], all(isinstance(p, Point) for p in points))
+            second = TaskSpec(task=refuse)
+            second.requires(first)
+            try:
+                Flow([first, second]).run(num_workers=2, results_store=store)  # `work` is cached
+            except Refused as error:
+                print("CAUGHT", error)
+                print("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert "POINTS [5, 14] True" in proc.stdout
+    assert proc.stdout.count("from a subprocess") == 2
+    assert "CAUGHT no " in proc.stdout
+    script = str(tmp_path / "script.py")
+    assert f'File "{script}", line ' in proc.stdout and 'raise Refused(f"no {point.x}")' in proc.stdout

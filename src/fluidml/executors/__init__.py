@@ -1,6 +1,7 @@
-"""Where tasks run: in this process (``LocalExecutor``), and more to come as separate modules."""
+"""Where tasks run: in this process (``LocalExecutor``) or in worker processes (``ProcessExecutor``)."""
 
 from fluidml.executors.base import Completion, Executor, Job
 from fluidml.executors.local import LocalExecutor
+from fluidml.executors.processes import ProcessExecutor
 
-__all__ = ["Completion", "Executor", "Job", "LocalExecutor"]
+__all__ = ["Completion", "Executor", "Job", "LocalExecutor", "ProcessExecutor"]

@@ -11,9 +11,8 @@ store changes only in the parent's thread.
 import pickle
 from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
-import cloudpickle
-
 from fluidml.config import config_digest
+from fluidml.executors import _pickling
 from fluidml.runner import PredecessorRef
 from fluidml.storage.base import SAVED_RESULTS, ResultsStore, StoreContext
 
@@ -58,7 +57,7 @@ class ParentStore(ResultsStore):
         """Keeps ``obj`` (pickled now, so a problem shows at the ``save`` call) for the parent."""
         config = task_unique_config or {}
         try:
-            data = cloudpickle.dumps(obj)
+            data = _pickling.dumps(obj)
         except Exception as exc:
             raise TypeError(
                 f'Task "{task_name}": the object "{name}" cannot be sent to the parent process, which holds the '
@@ -114,7 +113,7 @@ def snapshot(store: ResultsStore, task: Any, predecessors: Sequence[PredecessorR
 
 
 def _dumped(obj: Any) -> Optional[bytes]:
-    return None if obj is None else cloudpickle.dumps(obj)
+    return None if obj is None else _pickling.dumps(obj)
 
 
 def answer_call(store: ResultsStore, payload: bytes) -> Tuple[bool, Any]:
@@ -123,7 +122,7 @@ def answer_call(store: ResultsStore, payload: bytes) -> Tuple[bool, Any]:
         method, args, kwargs = pickle.loads(payload)
         if method not in FORWARDED_READS:
             raise AttributeError(f"store.{method} cannot be called from a worker process.")
-        return True, cloudpickle.dumps(getattr(store, method)(*args, **kwargs))
+        return True, _pickling.dumps(getattr(store, method)(*args, **kwargs))
     except Exception as exc:
         return False, _sendable(exc)
 

@@ -7,7 +7,6 @@ so a worker that dies (SIGKILL, segfault, out of memory) is noticed at once and 
 an error that says so; the run goes on with a fresh worker.
 """
 
-import io
 import logging
 import multiprocessing
 import os
@@ -21,9 +20,9 @@ from collections import deque
 from multiprocessing.connection import wait
 from typing import Any, Deque, Dict, List, Optional
 
-import cloudpickle
 
 from fluidml.exception import TaskFailedError
+from fluidml.executors import _pickling
 from fluidml.executors._tmux import TmuxPanes
 from fluidml.executors.base import Completion, Executor, Job
 from fluidml.executors.parent_store import answer_call, apply_writes, snapshot
@@ -83,22 +82,11 @@ class _SpecTable:
                 self.numbers[id(current)] = len(self.specs)
                 self.specs.append(current)
                 stack.extend(current.predecessors + current.successors)
-        self.payload = cloudpickle.dumps(self.specs)
+        self.payload = _pickling.dumps(self.specs)
 
     def dumps(self, obj: Any) -> bytes:
-        """``obj`` pickled with cloudpickle, its specs as references to the table."""
-        buffer = io.BytesIO()
-        _JobPickler(buffer, self.numbers).dump(obj)
-        return buffer.getvalue()
-
-
-class _JobPickler(cloudpickle.Pickler):
-    def __init__(self, file: Any, numbers: Dict[int, int]):
-        super().__init__(file)
-        self._numbers = numbers
-
-    def persistent_id(self, obj: Any) -> Optional[int]:
-        return self._numbers.get(id(obj)) if isinstance(obj, TaskSpec) else None
+        """``obj`` pickled for a worker, its specs as references to the table."""
+        return _pickling.dumps(obj, self.numbers)
 
 
 class ProcessExecutor(Executor):
@@ -129,6 +117,7 @@ class ProcessExecutor(Executor):
         self._idle: Deque[_Worker] = deque()
         self._completions: Deque[Completion] = deque()
         self._specs = _SpecTable()
+        self._setups: List[bytes] = []  # per worker slot: its store, resource and log settings, pickled
         self._started = False
 
     # ------------------------------------------------------------------------------ life cycle
@@ -141,7 +130,6 @@ class ProcessExecutor(Executor):
         if self._tmux_session is not None:
             self._tmux = TmuxPanes.open(self._tmux_session, self.capacity, self._max_panes)
         store_for_workers = self._store if self._store_in_workers else None
-        self._setups = []
         for slot in range(self.capacity):
             setup = {
                 "store": store_for_workers, "resource": self._resources[slot],
@@ -149,7 +137,7 @@ class ProcessExecutor(Executor):
                 "log_file": self._tmux.log_files[slot] if self._tmux is not None else None,
             }
             try:
-                self._setups.append(cloudpickle.dumps(setup))
+                self._setups.append(_pickling.dumps(setup))
             except Exception as exc:
                 what = "resource" if store_for_workers is None else "results store or resource"
                 raise TypeError(f"The {what} of worker {slot + 1} cannot be sent to a worker process: {exc}") from exc

@@ -17,10 +17,10 @@ import threading
 import traceback
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-import cloudpickle
 from tblib import pickling_support
 
 from fluidml.exception import TaskFailedError
+from fluidml.executors import _pickling
 from fluidml.executors.parent_store import ParentStore, Write
 from fluidml.runner import Outcome, run_task
 from fluidml.storage.base import ResultsStore
@@ -52,7 +52,7 @@ class Channel:
         with self._call_lock:
             number = next(self._numbers)
             try:
-                payload = cloudpickle.dumps((method, args, kwargs))
+                payload = _pickling.dumps((method, args, kwargs))
             except Exception as exc:
                 raise TypeError(
                     f"store.{method}(): the arguments cannot be sent to the parent process, which holds the "
@@ -115,10 +115,11 @@ class _OutputWriter(io.TextIOBase):
     """Replaces the worker's ``sys.stdout`` / ``sys.stderr``: complete lines go to the parent (and to
     the worker's log file for tmux, if any)."""
 
-    def __init__(self, channel: Channel, stream: str, tee: Optional[Any] = None):
+    def __init__(self, channel: Channel, stream: str, original: Any, tee: Optional[Any] = None):
         super().__init__()
         self._channel = channel
         self._stream = stream
+        self._original = original
         self._tee = tee
         self._pending = ""
         self._lock = threading.Lock()
@@ -129,6 +130,11 @@ class _OutputWriter(io.TextIOBase):
 
     def writable(self) -> bool:
         return True
+
+    def fileno(self) -> int:
+        """The process's real descriptor, for code that needs one (a subprocess's stdout, faulthandler);
+        what is written to it directly goes to the console unlabelled."""
+        return int(self._original.fileno())
 
     def write(self, text: str) -> int:
         if not isinstance(text, str):
@@ -194,7 +200,7 @@ def worker_main(conn: Any, worker: str, setup: bytes) -> None:
     gate = _GATE
     gate.install()
     try:
-        options = cloudpickle.loads(setup)
+        options = _pickling.loads(setup)
         store = options["store"] if options["store"] is not None else ParentStore(channel.call)
         resource = options["resource"]
         log_file = open(options["log_file"], "a", encoding="utf-8") if options["log_file"] else None
@@ -203,7 +209,8 @@ def worker_main(conn: Any, worker: str, setup: bytes) -> None:
         return
     _setup_logging(channel, worker, options["log_level"], log_file)
     specs: List[Any] = []
-    stdout, stderr = _OutputWriter(channel, "stdout", log_file), _OutputWriter(channel, "stderr", log_file)
+    stdout = _OutputWriter(channel, "stdout", sys.stdout, log_file)
+    stderr = _OutputWriter(channel, "stderr", sys.stderr, log_file)
     sys.stdout, sys.stderr = stdout, stderr  # type: ignore[assignment]
     while True:
         try:
@@ -211,7 +218,7 @@ def worker_main(conn: Any, worker: str, setup: bytes) -> None:
         except (EOFError, OSError):
             return  # the parent is gone: nothing left to report to
         if message[0] == SPECS:
-            specs = cloudpickle.loads(message[1])
+            specs = _pickling.loads(message[1])
             continue
         if message[0] != JOB:
             return
@@ -229,20 +236,9 @@ def worker_main(conn: Any, worker: str, setup: bytes) -> None:
         channel.send((DONE, task_id, pack_outcome(outcome), _pack_writes(writes)))
 
 
-class _JobUnpickler(pickle.Unpickler):
-    """Reads a job whose task specs are references into the worker's table of specs."""
-
-    def __init__(self, data: bytes, specs: List[Any]):
-        super().__init__(io.BytesIO(data))
-        self._specs = specs
-
-    def persistent_load(self, pid: Any) -> Any:
-        return self._specs[pid]
-
-
 def _run_job(payload: bytes, specs: List[Any], store: ResultsStore, resource: Any) -> Outcome:
     try:
-        task, predecessors, reason, prefetched = _JobUnpickler(payload, specs).load()
+        task, predecessors, reason, prefetched = _pickling.loads(payload, specs)
     except Exception as exc:
         return Outcome(TaskState.FAILED, error=exc, traceback=traceback.format_exc())
     if prefetched is not None and isinstance(store, ParentStore):
@@ -258,9 +254,9 @@ def _run_job(payload: bytes, specs: List[Any], store: ResultsStore, resource: An
 
 def _pack_writes(writes: List[Write]) -> bytes:
     try:
-        return cloudpickle.dumps(writes)
+        return _pickling.dumps(writes)
     except Exception as exc:  # e.g. an unpicklable keyword argument of save(): nothing is applied
-        return cloudpickle.dumps(TypeError(f"The task's writes to the results store cannot be sent to the parent "
+        return _pickling.dumps(TypeError(f"The task's writes to the results store cannot be sent to the parent "
                                            f"process: {exc}"))
 
 
@@ -272,7 +268,7 @@ def pack_outcome(outcome: Outcome) -> bytes:
         return pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL)
     try:
         pickling_support.install(error)
-        data = cloudpickle.dumps(outcome)
+        data = _pickling.dumps(outcome)
         pickle.loads(data)  # some exceptions pickle but cannot be rebuilt
         return data
     except Exception:
@@ -281,4 +277,4 @@ def pack_outcome(outcome: Outcome) -> bytes:
             f"{type(error).__module__}.{type(error).__qualname__}: {error} (the original exception could not be "
             f"sent from the worker process; its traceback:)\n{text}"
         )
-        return cloudpickle.dumps(outcome)
+        return _pickling.dumps(outcome)

@@ -12,17 +12,20 @@ import io
 import pickle
 import sys
 import types
-from typing import Any, Dict, Optional
+import weakref
+from typing import Any, NamedTuple, Optional, Tuple
 
 import cloudpickle
 
-from fluidml.task_spec import TaskSpec
-
-__all__ = ["WorkerPickler", "dumps", "loads"]
+__all__ = ["SpecRef", "WorkerPickler", "dumps"]
 
 
 #: What the main module is called: "__main__", and "__mp_main__" where spawn imported it again.
 _MAIN_NAMES = frozenset({"__main__", "__mp_main__"})
+
+
+#: The main module's objects already sent: (qualified name, first line, the pickled copy).
+_MAIN_ARGUMENTS: "weakref.WeakKeyDictionary[Any, Tuple[str, Optional[int], bytes]]" = weakref.WeakKeyDictionary()
 
 
 def _lookup(qualname: str) -> Any:
@@ -53,39 +56,29 @@ def _from_main(qualname: str, first_line: Optional[int], by_value: bytes) -> Any
     return pickle.loads(by_value)
 
 
+class SpecRef(NamedTuple):
+    """Stands for a task's spec in a job: the number of the spec in the worker's table."""
+
+    number: int
+
+
 class WorkerPickler(cloudpickle.Pickler):
-    """cloudpickle with the main module's objects sent by name (see the module docstring) and task
-    specs, optionally, as references into a table the worker already has."""
-
-    def __init__(self, file: Any, spec_numbers: Optional[Dict[int, int]] = None):
-        super().__init__(file)
-        self._spec_numbers = spec_numbers or {}
-
-    def persistent_id(self, obj: Any) -> Optional[int]:
-        return self._spec_numbers.get(id(obj)) if isinstance(obj, TaskSpec) else None
+    """cloudpickle with the main module's objects sent by name (see the module docstring)."""
 
     def reducer_override(self, obj: Any) -> Any:
-        if _main_global(obj):
-            return _from_main, (obj.__qualname__, _first_line(obj), cloudpickle.dumps(obj))
+        if isinstance(obj, (types.FunctionType, type)):
+            if getattr(obj, "__module__", "").startswith("fluidml."):
+                return NotImplemented  # ours: importable by name everywhere (the common case, made fast)
+            if _main_global(obj):
+                arguments = _MAIN_ARGUMENTS.get(obj)
+                if arguments is None:  # pickled by value once per object, not once per job
+                    arguments = _MAIN_ARGUMENTS[obj] = (obj.__qualname__, _first_line(obj), cloudpickle.dumps(obj))
+                return _from_main, arguments
         return super().reducer_override(obj)
 
 
-def dumps(obj: Any, spec_numbers: Optional[Dict[int, int]] = None) -> bytes:
-    """``obj`` pickled for a worker process."""
+def dumps(obj: Any) -> bytes:
+    """``obj`` pickled for a worker process (``pickle.loads`` reads it)."""
     buffer = io.BytesIO()
-    WorkerPickler(buffer, spec_numbers).dump(obj)
+    WorkerPickler(buffer).dump(obj)
     return buffer.getvalue()
-
-
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, specs: Any):
-        super().__init__(io.BytesIO(data))
-        self._specs = specs
-
-    def persistent_load(self, pid: Any) -> Any:
-        return self._specs[pid]
-
-
-def loads(data: bytes, specs: Any = ()) -> Any:
-    """Reads what ``dumps`` wrote; spec references are looked up in ``specs``."""
-    return _Unpickler(data, specs).load()

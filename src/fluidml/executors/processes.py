@@ -29,7 +29,7 @@ from fluidml.executors.parent_store import answer_call, apply_writes, snapshot
 from fluidml.executors.worker import CALL, DONE, FATAL, JOB, LOG, OUTPUT, REPLY, SPECS, STOP, worker_main
 from fluidml.runner import Outcome
 from fluidml.storage.base import ResultsStore
-from fluidml.task import TaskState
+from fluidml.task import Task, TaskState
 from fluidml.task_spec import TaskSpec
 
 __all__ = ["ProcessExecutor", "worker_resources"]
@@ -84,9 +84,22 @@ class _SpecTable:
                 stack.extend(current.predecessors + current.successors)
         self.payload = _pickling.dumps(self.specs)
 
-    def dumps(self, obj: Any) -> bytes:
-        """``obj`` pickled for a worker, its specs as references to the table."""
-        return _pickling.dumps(obj, self.numbers)
+    def shippable(self, job: Job) -> Task:
+        """The job's task for a worker: without its graph, with copies of its direct neighbours
+        (so that ``task.predecessors`` / ``successors`` still tell who they are), and its spec (with
+        the neighbours') as a reference into the table."""
+        task = self._slim(job.task)
+        task._predecessors = [self._slim(p, ref.unique_config) for p, ref in zip(job.task.predecessors,
+                                                                                  job.predecessors)]
+        task._successors = [self._slim(s) for s in job.task.successors]
+        return task
+
+    def _slim(self, task: Task, unique_config: Optional[Dict] = None) -> Task:
+        copy = task._detached(unique_config)
+        if copy._spec is not None:
+            copy._spec = _pickling.SpecRef(self.numbers[id(copy._spec)])  # type: ignore[assignment]
+            copy.expects = None  # the spec's, restored by the worker
+        return copy
 
 
 class ProcessExecutor(Executor):
@@ -186,7 +199,7 @@ class ProcessExecutor(Executor):
             if job.task._spec is not None:
                 self._specs.add(job.task._spec)
             prefetched = None if self._store_in_workers else snapshot(self._store, job.task, job.predecessors)
-            payload = self._specs.dumps((_shippable(job), job.predecessors, job.reason, prefetched))
+            payload = _pickling.dumps((self._specs.shippable(job), job.predecessors, job.reason, prefetched))
         except Exception as exc:
             error = TypeError(
                 f'Task "{job.task.unique_name}" cannot be sent to a worker process: {exc}. Its class or function, '
@@ -317,15 +330,6 @@ def _reap(processes: List[Any]) -> None:
         if process.is_alive():
             process.kill()
             process.join()
-
-
-def _shippable(job: Job) -> Any:
-    """The job's task without its graph, but with copies of its direct neighbours (one level), so
-    that ``task.predecessors`` / ``task.successors`` still tell a task who they are."""
-    task = job.task._detached()
-    task._predecessors = [p._detached(ref.unique_config) for p, ref in zip(job.task.predecessors, job.predecessors)]
-    task._successors = [s._detached() for s in job.task.successors]
-    return task
 
 
 def _death_message(worker: _Worker) -> str:

@@ -202,7 +202,7 @@ def worker_main(conn: Any, worker: str, setup: bytes) -> None:
     gate = _GATE
     gate.install()
     try:
-        options = _pickling.loads(setup)
+        options = pickle.loads(setup)
         store = options["store"] if options["store"] is not None else ParentStore(channel.call)
         resource = options["resource"]
         log_file = open(options["log_file"], "a", encoding="utf-8") if options["log_file"] else None
@@ -220,7 +220,7 @@ def worker_main(conn: Any, worker: str, setup: bytes) -> None:
         except (EOFError, OSError):
             return  # the parent is gone: nothing left to report to
         if message[0] == SPECS:
-            specs = _pickling.loads(message[1])
+            specs = pickle.loads(message[1])
             continue
         if message[0] != JOB:
             _exit_now(stdout, stderr)
@@ -250,7 +250,11 @@ def _exit_now(*streams: Any) -> None:
 
 def _run_job(payload: bytes, specs: List[Any], store: ResultsStore, resource: Any) -> Outcome:
     try:
-        task, predecessors, reason, prefetched = _pickling.loads(payload, specs)
+        task, predecessors, reason, prefetched = pickle.loads(payload)
+        for each in (task, *task._predecessors, *task._successors):
+            if isinstance(each._spec, _pickling.SpecRef):
+                each._spec = specs[each._spec.number]
+                each.expects = each._spec.expects
     except Exception as exc:
         return Outcome(TaskState.FAILED, error=exc, traceback=traceback.format_exc())
     if prefetched is not None and isinstance(store, ParentStore):

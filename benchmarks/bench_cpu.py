@@ -1,7 +1,7 @@
 """CPU-bound tasks on W workers: 4 * W tasks of about 0.5 s each, run by fluidml and by a plain
-multiprocessing.Pool (spawn) in the same process, interleaved, best of 3 each. Reports the speedup over serial work of both,
-and fluidml's speedup relative to the pool's (1.0 = as good as the pool). W=1 is a smoke run with
-tasks of 0.05 s."""
+multiprocessing.Pool (spawn) in the same process, interleaved, best of 3 each. Reports the speedup
+over serial work of both, and fluidml's speedup relative to the pool's (1.0 = as good as the pool).
+W=1 is a smoke run with tasks of 0.05 s."""
 
 import multiprocessing
 

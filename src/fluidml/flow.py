@@ -8,7 +8,6 @@ import re
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Union
 
-
 from fluidml._run_names import random_run_name
 from fluidml.config import copy_json, hashed_config
 from fluidml.driver import RunObserver, RunSummary, describe_store, drive
@@ -193,8 +192,8 @@ class Flow:
     def _num_workers(self, requested: Optional[int]) -> int:
         """The worker count: the requested one, at most the useful number for the graph (the widest
         level, capped by the CPUs); that number when ``None`` or 0."""
-        if not requested or requested == 1:
-            return requested or self.optimal_num_workers
+        if not requested:
+            return self.optimal_num_workers
         return min(requested, self.optimal_num_workers)
 
     def _forced_specs(self, force: Optional[Union[str, List[str]]]) -> Set[str]:

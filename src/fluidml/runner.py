@@ -260,7 +260,8 @@ def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: Results
     else:
         reason = f"config {task.unique_config_hash}, previous run {stored.get('state')}"
     if hasattr(store, "run_info"):  # a file store names a new run dir after it (the original's run_info)
-        store.run_info = task.info
+        store.run_info = TaskInfo.model_construct(  # what naming needs, without validating our own values
+            project_name=task.project_name or "", run_name=task.run_name or "", sweep_counter=task.sweep_counter)
     context = store.get_context(task.name, uc)
     if context is not None:
         task.sweep_counter = context.sweep_counter

@@ -6,6 +6,7 @@ from typing import Any, Dict, List, Optional
 
 from fluidml.config import expand_config, prepared_config, relevant_config, to_json_config
 from fluidml.exception import TaskNameError, TaskSpecError
+from fluidml.task_requests import Requests
 
 __all__ = ["DependencyMixin", "TaskSpec"]
 
@@ -98,6 +99,8 @@ class TaskSpec(DependencyMixin):
         expand: ``"product"``, ``"zip"`` or a registered custom method; ``None`` uses the config as is.
         config_ignore_prefix: Keys with this prefix do not take part in the unique config.
         config_group_prefix: Marks zip groups inside a product grid, e.g. ``[1, 2, "@x"]``.
+        requests: What each run of the task needs on a cluster (``Requests`` or a dict of its
+            fields, e.g. ``{"gpus": 0.25}``); used by the Ray executor, ignored by the others.
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class TaskSpec(DependencyMixin):
         expand: Optional[str] = None,
         config_ignore_prefix: Optional[str] = None,
         config_group_prefix: Optional[str] = None,
+        requests: Optional[Any] = None,
     ):
         super().__init__()
         from fluidml.task import Task  # task.py imports this module
@@ -155,6 +159,7 @@ class TaskSpec(DependencyMixin):
         self.config: Dict[str, Any] = to_json_config(config, self.name)
         self.additional_kwargs: Dict[str, Any] = dict(additional_kwargs or {})
         self.reduce = reduce
+        self.requests: Optional[Requests] = Requests.of(requests, self.name)
         self.expand_fn = expand
         self.config_ignore_prefix = config_ignore_prefix
         self.config_group_prefix = config_group_prefix

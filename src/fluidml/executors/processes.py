@@ -23,14 +23,14 @@ from typing import Any, Deque, Dict, List, Optional
 
 from fluidml.exception import TaskFailedError
 from fluidml.executors import _pickling
+from fluidml.executors._shipping import SpecTable
 from fluidml.executors._tmux import TmuxPanes
 from fluidml.executors.base import Completion, Executor, Job
 from fluidml.executors.parent_store import answer_call, apply_writes, snapshot
 from fluidml.executors.worker import CALL, DONE, FATAL, JOB, LOG, OUTPUT, REPLY, SPECS, STOP, worker_main
 from fluidml.runner import Outcome
 from fluidml.storage.base import ResultsStore
-from fluidml.task import Task, TaskState
-from fluidml.task_spec import TaskSpec
+from fluidml.task import TaskState
 
 __all__ = ["ProcessExecutor", "worker_resources"]
 
@@ -62,46 +62,6 @@ class _Worker:
         self.specs_sent = 0  # how many of the spec table's specs it has
 
 
-class _SpecTable:
-    """The task specs of the jobs, sent to each worker once: a spec holds the whole grid of its
-    configs, so jobs refer to specs by number instead of carrying them."""
-
-    def __init__(self) -> None:
-        self.specs: List[TaskSpec] = []
-        self.numbers: Dict[int, int] = {}  # id(spec) -> its number
-        self.payload = b""
-
-    def add(self, spec: TaskSpec) -> None:
-        """Adds ``spec`` and every spec linked to it (a change re-sends the table)."""
-        if id(spec) in self.numbers:
-            return
-        stack = [spec]
-        while stack:
-            current = stack.pop()
-            if id(current) not in self.numbers:
-                self.numbers[id(current)] = len(self.specs)
-                self.specs.append(current)
-                stack.extend(current.predecessors + current.successors)
-        self.payload = _pickling.dumps(self.specs)
-
-    def shippable(self, job: Job) -> Task:
-        """The job's task for a worker: without its graph, with copies of its direct neighbours
-        (so that ``task.predecessors`` / ``successors`` still tell who they are), and its spec (with
-        the neighbours') as a reference into the table."""
-        task = self._slim(job.task)
-        task._predecessors = [self._slim(p, ref.unique_config) for p, ref in zip(job.task.predecessors,
-                                                                                  job.predecessors)]
-        task._successors = [self._slim(s) for s in job.task.successors]
-        return task
-
-    def _slim(self, task: Task, unique_config: Optional[Dict] = None) -> Task:
-        copy = task._detached(unique_config)
-        if copy._spec is not None:
-            copy._spec = _pickling.SpecRef(self.numbers[id(copy._spec)])  # type: ignore[assignment]
-            copy.expects = None  # the spec's, restored by the worker
-        return copy
-
-
 class ProcessExecutor(Executor):
     """Runs jobs in ``num_workers`` worker processes, started on the first job.
 
@@ -129,7 +89,7 @@ class ProcessExecutor(Executor):
         self._workers: List[_Worker] = []
         self._idle: Deque[_Worker] = deque()
         self._completions: Deque[Completion] = deque()
-        self._specs = _SpecTable()
+        self._specs = SpecTable()
         self._setups: List[bytes] = []  # per worker slot: its store, resource and log settings, pickled
         self._started = False
 

@@ -23,6 +23,7 @@ from tblib import pickling_support
 
 from fluidml.exception import TaskFailedError
 from fluidml.executors import _pickling
+from fluidml.executors._shipping import resolve_specs
 from fluidml.executors.parent_store import ParentStore, Write
 from fluidml.runner import Outcome, run_task
 from fluidml.storage.base import ResultsStore
@@ -251,10 +252,7 @@ def _exit_now(*streams: Any) -> None:
 def _run_job(payload: bytes, specs: List[Any], store: ResultsStore, resource: Any) -> Outcome:
     try:
         task, predecessors, reason, prefetched = pickle.loads(payload)
-        for each in (task, *task._predecessors, *task._successors):
-            if isinstance(each._spec, _pickling.SpecRef):
-                each._spec = specs[each._spec.number]
-                each.expects = each._spec.expects
+        resolve_specs(task, specs)
     except Exception as exc:
         return Outcome(TaskState.FAILED, error=exc, traceback=traceback.format_exc())
     if prefetched is not None and isinstance(store, ParentStore):

@@ -1,6 +1,8 @@
 """Shared fixtures: every flow-level test runs against every store and every executor."""
 
 import logging
+import os
+import shutil
 from typing import Any, Callable, Dict, List
 
 import pytest
@@ -8,6 +10,7 @@ import pytest
 from fluidml.driver import RunObserver
 from fluidml.storage import InMemoryStore, LocalFileStore, MongoDBStore
 from mongo_server import MongoTestServer, mongo_db_name
+from ray_cluster import LOCAL_RESOURCES, ray_environment, ray_runtime_env, short_temp_dir
 
 #: The session's MongoDB test server (started by the mongo_server fixture when a test needs it).
 MONGO: Dict[str, MongoTestServer] = {}
@@ -36,7 +39,29 @@ def mongo_server(tmp_path_factory):
 EXECUTORS: Dict[str, Dict[str, Any]] = {
     "local": {"num_workers": 1},
     "pool": {"num_workers": 2},
+    "ray": {"executor": "ray"},
 }
+#: Marks of the executors' test params: "ray" tests need Ray (-m "not ray" skips them).
+EXECUTOR_MARKS: Dict[str, List[Any]] = {"ray": [pytest.mark.ray]}
+
+
+@pytest.fixture(scope="session")
+def ray_runtime():
+    """A local Ray runtime for the whole session (``LOCAL_RESOURCES``), its files in a temporary
+    directory; ``ray.shutdown()`` at the end."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed here (pip install 'fluidml[ray]')")
+    home = short_temp_dir("fml-ray-")
+    saved = {key: os.environ.get(key) for key in ray_environment(home)}
+    os.environ.update(ray_environment(home))
+    ray.init(include_dashboard=False, _temp_dir=str(home / "tmp"), runtime_env=ray_runtime_env(), **LOCAL_RESOURCES)
+    yield ray
+    ray.shutdown()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(params=[pytest.param(name, marks=STORE_MARKS.get(name, [])) for name in sorted(STORES)])
@@ -47,9 +72,11 @@ def make_store(request, tmp_path) -> Callable[[], Any]:
     return lambda: STORES[request.param](tmp_path)
 
 
-@pytest.fixture(params=sorted(EXECUTORS))
+@pytest.fixture(params=[pytest.param(name, marks=EXECUTOR_MARKS.get(name, [])) for name in sorted(EXECUTORS)])
 def executor_kwargs(request) -> Dict[str, Any]:
     """Flow.run() arguments that select one executor."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_runtime")
     return dict(EXECUTORS[request.param])
 
 

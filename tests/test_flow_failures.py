@@ -35,7 +35,7 @@ def test_exit_on_error_reraises_the_task_error_and_stops(make_store, executor_kw
     assert recorder.state("fail") == "failed"
     assert recorder.state("after") == "upstream_failed"
     assert recorder.submitted_after("fail") == []
-    if executor_kwargs["num_workers"] == 1:
+    if executor_kwargs.get("num_workers") == 1:
         assert "ok_after" not in recorder.executed
     info = stored_info(store, "fail", {"source": {"value": 1}, "fail": {"message": "exploded"}})
     assert info["state"] == "failed"

@@ -6,11 +6,16 @@ The public names live where the API reference puts them: ``fluidml`` (below), ``
 """
 
 from fluidml.driver import RunObserver, RunSummary
+from fluidml.executors.ray import RayExecutor
 from fluidml.flow import Flow
 from fluidml.logging import configure_logging
 from fluidml.task import Task
+from fluidml.task_requests import Allocation, Requests
 from fluidml.task_spec import TaskSpec
 
 __version__ = "0.4.0"
 
-__all__ = ["Flow", "RunObserver", "RunSummary", "Task", "TaskSpec", "__version__", "configure_logging"]
+__all__ = [
+    "Allocation", "Flow", "RayExecutor", "Requests", "RunObserver", "RunSummary", "Task", "TaskSpec", "__version__",
+    "configure_logging",
+]

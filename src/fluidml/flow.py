@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Unio
 from fluidml._run_names import random_run_name
 from fluidml.config import copy_json, hashed_config
 from fluidml.driver import RunObserver, RunSummary, describe_store, drive
-from fluidml.exception import NoTasksError, RunConfigError
+from fluidml.exception import NoTasksError, RunConfigError, TaskSpecError
 from fluidml.executors.base import Executor
 from fluidml.executors.local import LocalExecutor
 from fluidml.executors.processes import ProcessExecutor
@@ -23,6 +23,7 @@ from fluidml.progress import progress_observers
 from fluidml.storage.base import ResultsStore
 from fluidml.storage.memory import InMemoryStore
 from fluidml.task import Task, TaskResults
+from fluidml.task_requests import Requests
 from fluidml.task_spec import TaskSpec
 
 if TYPE_CHECKING:  # networkx is imported when a graph is built (it is slow to import)
@@ -106,6 +107,8 @@ class Flow:
         return_results: Optional[str] = None,
         observers: Sequence[RunObserver] = (),
         progress: bool = True,
+        executor: Optional[Union[str, Executor]] = None,
+        requests: Optional[Dict[str, Any]] = None,
     ) -> Optional[Dict[str, List[TaskResults]]]:
         """Runs the expanded task graph and returns its results.
 
@@ -134,6 +137,13 @@ class Flow:
             observers: Extra ``RunObserver`` hooks (progress displays, metrics).
             progress: Show a live progress display while stdout is a terminal (never drawn when it
                 is not; the environment variable ``FLUIDML_PROGRESS=0`` also turns it off).
+            executor: Where tasks run. ``None`` decides by ``num_workers``; ``"local"`` (this
+                process), ``"processes"`` (the worker pool), ``"ray"`` (a ``RayExecutor()``: the Ray
+                runtime this process is connected to, else ``RAY_ADDRESS``, else a new local one),
+                or an executor object such as ``RayExecutor(address="ray://head:10001")``. With
+                Ray, ``num_workers`` (if given) caps the tasks in flight.
+            requests: What tasks need on a cluster, by task name (``Requests`` or a dict such as
+                ``{"train": {"gpus": 0.25}}``); replaces the specs' own ``requests`` for this run.
 
         Returns:
             ``{task_name: [TaskResults, ...]}`` or None.
@@ -160,17 +170,30 @@ class Flow:
         if return_results is None and isinstance(store, InMemoryStore):
             return_results = "latest"
         resource_list = _resource_list(resources)
-        num_workers = self._num_workers(num_workers)
-        executor: Executor
-        if num_workers > 1:
+        task_requests = self._task_requests(requests)
+        if executor is None:
+            executor = "processes" if self._num_workers(num_workers) > 1 else "local"
+        if executor == "processes":
             executor = ProcessExecutor(
-                num_workers, store, resource_list, start_method,
+                self._num_workers(num_workers), store, resource_list, start_method,
                 tmux_session=f"{project_name}--{run_name}" if log_to_tmux else None,
                 max_panes_per_window=max_panes_per_window,
             )
-            resource = None  # each worker hands out its own
-        else:
-            executor, resource = LocalExecutor(), resource_list[0]
+        elif executor == "local":
+            executor = LocalExecutor()
+        elif executor == "ray":
+            from fluidml.executors.ray import RayExecutor
+
+            executor = RayExecutor(max_in_flight=num_workers or None)
+        elif not isinstance(executor, Executor):
+            raise RunConfigError(f'executor={executor!r} is not valid; use "local", "processes", "ray" or an '
+                                 f"Executor object such as fluidml.RayExecutor(address=...).", key="executor")
+        if resources is not None and type(executor).__name__ == "RayExecutor":
+            raise RunConfigError(
+                "resources= hands one value to each worker process; Ray tasks get what they request instead: "
+                'declare requests= on the TaskSpec or in run(requests={"task": {"gpus": 1}}), and read '
+                "task.resource inside the task.", key="resources")
+        resource = resource_list[0] if isinstance(executor, LocalExecutor) else None  # else set where it runs
 
         for task in self._tasks:
             task.run_name = run_name
@@ -178,6 +201,7 @@ class Flow:
             task.results_store = store
             task.resource = resource
             task.force = task.name in forced
+            task._requests = task_requests.get(task.name, task._spec.requests if task._spec else None)
             task.state = task.started = task.ended = None
             task.run_history = task.sweep_counter = task.unique_config_hash = None
 
@@ -195,6 +219,22 @@ class Flow:
         if not requested:
             return self.optimal_num_workers
         return min(requested, self.optimal_num_workers)
+
+    def _task_requests(self, requests: Optional[Dict[str, Any]]) -> Dict[str, Requests]:
+        if requests is None:
+            return {}
+        if not isinstance(requests, dict):
+            raise RunConfigError(f'requests must map task names to Requests, e.g. {{"train": {{"gpus": 1}}}}, '
+                                 f"got {type(requests).__name__}.", key="requests")
+        unknown = [name for name in requests if name not in self.task_spec_graph]
+        if unknown:
+            raise RunConfigError(f"requests names unknown tasks: {unknown}. Known tasks: "
+                                 f"{sorted(self.task_spec_graph.nodes)}.", task_name=str(unknown[0]), key="requests")
+        try:
+            parsed = {name: Requests.of(value, name) for name, value in requests.items()}
+            return {name: value for name, value in parsed.items() if value is not None}
+        except TaskSpecError as exc:
+            raise RunConfigError(str(exc), task_name=exc.task_name, key="requests") from None
 
     def _forced_specs(self, force: Optional[Union[str, List[str]]]) -> Set[str]:
         if force is None:

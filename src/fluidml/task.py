@@ -129,6 +129,7 @@ class Task(DependencyMixin, ABC):
         self._extra_kwargs: Dict[str, Any] = {}
         self._meta_config: Optional[MetaDict] = None
         self._spec: Optional[TaskSpec] = None
+        self._requests: Optional[Any] = None  # what the run asks a cluster for (fluidml.Requests)
         if unique_config is not None:
             self.unique_config = unique_config
         if config is not None:

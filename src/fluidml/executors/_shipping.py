@@ -4,6 +4,8 @@ A task spec holds the whole grid of its configs, so the specs go to each process
 and a job's task refers to its spec by its number in that table (``SpecRef``).
 """
 
+import copy as _copy
+import pickle
 from typing import Dict, List, Optional, Sequence
 
 from fluidml.executors import _pickling
@@ -11,7 +13,7 @@ from fluidml.executors.base import Job
 from fluidml.task import Task
 from fluidml.task_spec import TaskSpec
 
-__all__ = ["SpecTable", "resolve_specs"]
+__all__ = ["SpecTable", "load_specs", "resolve_specs"]
 
 
 class SpecTable:
@@ -34,7 +36,15 @@ class SpecTable:
                 self.numbers[id(current)] = len(self.specs)
                 self.specs.append(current)
                 stack.extend(current.predecessors + current.successors)
-        self.payload = _pickling.dumps(self.specs)
+        self.payload = _pickling.dumps([self._unlinked(each) for each in self.specs])
+
+    def _unlinked(self, spec: TaskSpec) -> TaskSpec:
+        """A shallow copy whose links are numbers (pickling linked specs would recurse along the
+        graph, too deep for long chains); ``load_specs`` links them again."""
+        copy = _copy.copy(spec)
+        copy._predecessors = [_pickling.SpecRef(self.numbers[id(p)]) for p in spec.predecessors]
+        copy._successors = [_pickling.SpecRef(self.numbers[id(s)]) for s in spec.successors]
+        return copy
 
     def shippable(self, job: Job) -> Task:
         """The job's task for a worker: without its graph, with copies of its direct neighbours
@@ -52,6 +62,15 @@ class SpecTable:
             copy._spec = _pickling.SpecRef(self.numbers[id(copy._spec)])  # type: ignore[assignment]
             copy.expects = None  # the spec's, restored by the worker
         return copy
+
+
+def load_specs(payload: bytes) -> List[TaskSpec]:
+    """The spec table sent by ``SpecTable``, linked again."""
+    specs: List[TaskSpec] = pickle.loads(payload)
+    for spec in specs:
+        spec._predecessors = [specs[ref.number] for ref in spec._predecessors]
+        spec._successors = [specs[ref.number] for ref in spec._successors]
+    return specs
 
 
 def resolve_specs(task: Task, specs: Sequence[TaskSpec]) -> None:

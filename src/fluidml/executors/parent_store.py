@@ -127,12 +127,14 @@ def answer_call(store: ResultsStore, payload: bytes) -> Tuple[bool, Any]:
         return False, _sendable(exc)
 
 
-def apply_writes(store: ResultsStore, writes: List[Write]) -> None:
-    """Applies a job's writes to the parent's store, in the order the task made them."""
+def apply_writes(store: ResultsStore, writes: List[Write], encoded: bool = True) -> None:
+    """Applies a job's writes to the parent's store, in the order the task made them. Saved objects
+    are pickled (``encoded``) or as they are."""
     for method, args, kwargs in writes:
         if method == "save":
             data, name, task_name, config = args
-            store.save(pickle.loads(data), name, task_name=task_name, task_unique_config=config, **kwargs)
+            obj = pickle.loads(data) if encoded else data
+            store.save(obj, name, task_name=task_name, task_unique_config=config, **kwargs)
         elif method == "delete":
             store.delete(*args)
         elif method == "delete_run":

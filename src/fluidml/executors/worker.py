@@ -23,7 +23,7 @@ from tblib import pickling_support
 
 from fluidml.exception import TaskFailedError
 from fluidml.executors import _pickling
-from fluidml.executors._shipping import resolve_specs
+from fluidml.executors._shipping import load_specs, resolve_specs
 from fluidml.executors.parent_store import ParentStore, Write
 from fluidml.runner import Outcome, run_task
 from fluidml.storage.base import ResultsStore
@@ -221,7 +221,7 @@ def worker_main(conn: Any, worker: str, setup: bytes) -> None:
         except (EOFError, OSError):
             return  # the parent is gone: nothing left to report to
         if message[0] == SPECS:
-            specs = pickle.loads(message[1])
+            specs = load_specs(message[1])
             continue
         if message[0] != JOB:
             _exit_now(stdout, stderr)

@@ -1,0 +1,197 @@
+"""The Ray side of the Ray executor: what one Ray task does to run one fluidml task.
+
+Imported by Ray worker processes (and by ``executors/ray.py``). A Ray worker runs many tasks one
+after another, so the spec table and a ``process_safe`` store are fetched from the object store
+once per worker and kept. A store that stays in the driver (the in-memory store) is replaced by a
+``RayRunStore``: the task's writes go back as the Ray task's second return value, and its reads
+of upstream runs resolve the object references of the runs that wrote them.
+"""
+
+import logging
+import os
+import pickle
+import sys
+import traceback
+from collections import OrderedDict
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
+
+from fluidml.config import config_digest
+from fluidml.executors._shipping import load_specs, resolve_specs
+from fluidml.executors.worker import pack_outcome
+from fluidml.runner import Outcome, run_task
+from fluidml.storage.base import ResultsStore, StoreContext
+from fluidml.task import TaskState
+from fluidml.task_requests import Allocation
+
+__all__ = ["RayRunStore", "RunNode", "Write", "replay", "run_remote"]
+
+RunKey = Tuple[str, str]  # (task name, unique-config digest)
+Write = Tuple[str, Tuple, Dict[str, Any]]  # (method, arguments, keyword arguments), objects as they are
+
+
+class RunNode(NamedTuple):
+    """A run in Ray's object store, for runs of a store that stays in the driver: its key, the
+    reference to its writes, and references to the nodes of its predecessors' runs. A task gets
+    its predecessors' nodes and reaches any ancestor's run through them, reading only the nodes
+    it walks past (small) and the writes of the runs it loads from."""
+
+    key: RunKey
+    writes: Any
+    upstream: List[Any]
+
+#: What this worker process fetched from the object store: ref id -> value (specs, stores).
+_FETCHED: "OrderedDict[str, Any]" = OrderedDict()
+_FETCHED_KEEP = 16
+
+
+def _fetched(ref_holder: Sequence[Any], load: Callable[[bytes], Any] = pickle.loads) -> Any:
+    """The object behind a reference to its pickled bytes, fetched and loaded once per worker
+    process (refs come wrapped in a list, so that Ray does not fetch them for every task)."""
+    if not ref_holder:
+        return None
+    ref = ref_holder[0]
+    key = ref.hex()
+    if key not in _FETCHED:
+        import ray
+
+        _FETCHED[key] = load(ray.get(ref))
+        while len(_FETCHED) > _FETCHED_KEEP:
+            _FETCHED.popitem(last=False)
+    return _FETCHED[key]
+
+
+def replay(writes: Sequence[Write]) -> Dict[RunKey, Dict[str, Any]]:
+    """The objects a list of writes leaves behind, by run (a deleted object is absent)."""
+    runs: Dict[RunKey, Dict[str, Any]] = {}
+    for method, args, _ in writes:
+        if method == "save":
+            obj, name, task_name, config = args
+            runs.setdefault((task_name, config_digest(config)), {})[name] = obj
+        elif method == "delete":
+            name, task_name, config = args
+            runs.setdefault((task_name, config_digest(config)), {}).pop(name, None)
+        elif method == "delete_run":
+            task_name, config = args
+            runs[(task_name, config_digest(config))] = {}
+    return runs
+
+
+class RayRunStore(ResultsStore):
+    """A Ray task's view of a store that stays in the driver.
+
+    Writes are kept, objects as they are (Ray serializes them once, arrays without copying them
+    again), and become the Ray task's second return value. Reads look at this task's own writes,
+    then at its ancestors' runs, found by walking the run nodes from its predecessors' (nearest
+    first). Runs that are not its ancestors are not reachable from the cluster and read as missing.
+
+    Args:
+        upstream: References to the ``RunNode`` of each predecessor's run.
+        own: The task's run key -> its objects already in the store (its registry of results).
+        writes: The list to record the writes in.
+    """
+
+    keeps_objects = True
+
+    def __init__(self, upstream: List[Any], own: Dict[RunKey, Dict[str, Any]], writes: List[Write]):
+        super().__init__()
+        self._frontier = list(upstream)  # nodes not read yet, nearest first
+        self._found: Dict[RunKey, Any] = {}  # run key -> writes reference, of the nodes read so far
+        self._seen: set = set()
+        self._views: Dict[RunKey, Dict[str, Any]] = {key: dict(objects) for key, objects in own.items()}
+        self.writes = writes
+
+    def _view(self, key: RunKey) -> Dict[str, Any]:
+        view = self._views.get(key)
+        if view is None:
+            import ray
+
+            while key not in self._found and self._frontier:
+                node: RunNode = ray.get(self._frontier.pop(0))
+                if node.key not in self._seen:
+                    self._seen.add(node.key)
+                    self._found[node.key] = node.writes
+                    self._frontier.extend(node.upstream)
+            ref = self._found.get(key)
+            view = self._views[key] = replay(ray.get(ref)).get(key, {}) if ref is not None else {}
+        return view
+
+    def save(self, obj: Any, name: str, type_: Optional[str] = None, task_name: str = "",
+             task_unique_config: Optional[Dict] = None, **kwargs: Any) -> None:
+        config = task_unique_config or {}
+        self._view((task_name, config_digest(config)))[name] = obj
+        self.writes.append(("save", (obj, name, task_name, config), {"type_": type_, **kwargs}))
+
+    def load(self, name: str, task_name: str, task_unique_config: Dict, **kwargs: Any) -> Optional[Any]:
+        return self._view((task_name, config_digest(task_unique_config))).get(name)
+
+    def delete(self, name: str, task_name: str, task_unique_config: Dict) -> None:
+        self._view((task_name, config_digest(task_unique_config))).pop(name, None)
+        self.writes.append(("delete", (name, task_name, task_unique_config), {}))
+
+    def delete_run(self, task_name: str, task_unique_config: Dict) -> None:
+        self._views[(task_name, config_digest(task_unique_config))] = {}
+        self.writes.append(("delete_run", (task_name, task_unique_config), {}))
+
+    def get_context(self, task_name: str, task_unique_config: Dict) -> Optional[StoreContext]:
+        return None
+
+
+def _allocation() -> Allocation:
+    import ray
+
+    context = ray.get_runtime_context()
+    assigned = dict(context.get_assigned_resources())
+    gpu_ids = [str(i) for i in context.get_accelerator_ids().get("GPU", [])]
+    memory = assigned.pop("memory", None)
+    cpus, gpus = assigned.pop("CPU", 0.0), assigned.pop("GPU", 0.0)
+    return Allocation(cpus=cpus, gpus=gpus, gpu_ids=gpu_ids, memory=int(memory) if memory else None,
+                      custom=assigned, node_id=context.get_node_id())
+
+
+class _TaskLogHandler(logging.StreamHandler):
+    """Writes the task's log records to the worker's stderr, which Ray forwards to the driver with
+    the task's name in front of each line."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+
+def run_remote(payload: bytes, specs_ref: List[Any], store_ref: List[Any], upstream: List[Any],
+               log_level: int) -> Any:
+    """Runs one task in a Ray worker and returns its packed ``Outcome`` (and, when the store stays
+    in the driver, also the task's writes)."""
+    allocation = _allocation()
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(allocation.gpu_ids)  # CUDA sees only the task's GPUs
+    root = logging.getLogger()
+    handler, level = _TaskLogHandler(), root.level
+    root.addHandler(handler)
+    root.setLevel(log_level)
+    writes: List[Write] = []
+    try:
+        outcome = _run(payload, _fetched(specs_ref, load_specs), _fetched(store_ref), upstream, allocation, writes)
+    except BaseException as exc:  # e.g. the spec table could not be fetched: the task fails, Ray's worker lives on
+        state = TaskState.KILLED if isinstance(exc, KeyboardInterrupt) else TaskState.FAILED
+        outcome = Outcome(state, error=exc, traceback=traceback.format_exc())
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        root.removeHandler(handler)
+        root.setLevel(level)
+    packed = pack_outcome(outcome)
+    return packed if store_ref else (packed, writes)
+
+
+def _run(payload: bytes, specs: Sequence[Any], store: Optional[ResultsStore], upstream: List[Any],
+         allocation: Allocation, writes: List[Write]) -> Outcome:
+    task, predecessors, reason, own = pickle.loads(payload)
+    resolve_specs(task, specs)
+    if store is None:
+        store = RayRunStore(upstream, own, writes)
+    task.results_store = store
+    task.resource = allocation
+    try:
+        return run_task(task, predecessors, store, reason)
+    except Exception as exc:  # the store failed (e.g. its server went away)
+        return Outcome(TaskState.FAILED, reason=reason, error=exc, traceback=traceback.format_exc(),
+                       run_name=task.run_name, sweep_counter=task.sweep_counter, run_history=task.run_history)

@@ -32,7 +32,16 @@ def ray_environment(home: Path) -> Dict[str, str]:
 
 def ray_runtime_env() -> Dict[str, Any]:
     """Ray workers import the tests' task modules (``pipelines`` and the like) from this directory."""
-    return {"env_vars": {"PYTHONPATH": os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")]).rstrip(":")}}
+    return {"env_vars": {"PYTHONPATH": driver_environment(Path("."))["PYTHONPATH"]}}
+
+
+def driver_environment(home: Path) -> Dict[str, str]:
+    """The environment of a Ray process started by a test: Ray's settings, and the tests' modules
+    importable (by the process and by the Ray workers it starts)."""
+    python_path = os.pathsep.join([TESTS_DIR, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # (RAY_* settings of this process, e.g. those a local runtime set up, belong to that runtime)
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    return {**inherited, **ray_environment(home), "PYTHONPATH": python_path}
 
 
 def short_temp_dir(prefix: str) -> Path:
@@ -55,7 +64,7 @@ class RayHead:
         self.dir = short_temp_dir("fml-head-")
         self.port = free_port()
         self.client_port = free_port()
-        self.env = {**os.environ, **ray_environment(self.dir)}
+        self.env = driver_environment(self.dir)
         ray_cli = str(Path(sys.executable).with_name("ray"))
         self.log = open(self.dir / "head.log", "w")
         self.process: Optional[subprocess.Popen] = subprocess.Popen(
@@ -83,11 +92,11 @@ class RayHead:
         return (self.dir / "head.log").read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
-        """Ends the head's process group: SIGTERM, then SIGKILL for what is left after 10 s."""
+        """Ends the head's process group: SIGTERM, then SIGKILL for what is left after 3 s."""
         if self.process is None:
             return
         group = self.process.pid
-        for signum, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        for signum, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
             try:
                 os.killpg(group, signum)
             except ProcessLookupError:

@@ -113,7 +113,7 @@ class RayExecutor(Executor):
                 raise RunConfigError(f"Could not start or reach Ray at {where}: {exc}", key="executor") from exc
         from fluidml.executors._ray_remote import run_remote
 
-        self.description = f"on Ray ({_describe_cluster(ray)})"
+        logger.info("Ray: %s.", _describe_cluster(ray))
         self._remote = ray.remote(run_remote)
         self._done: "queue.Queue[int]" = queue.Queue()
         self._in_flight: Dict[int, _InFlight] = {}

@@ -132,7 +132,7 @@ def collect(scenarios: List[Scenario], pythons: Dict[str, str], quick: bool, tim
                 if impl not in pythons:
                     outcome = {"status": "not run", "note": "no --original"}
                 elif impl == "original" and scenario.original_max is not None and size > scenario.original_max:
-                    outcome = {"status": "not run", "note": "too slow"}
+                    outcome = {"status": "not run", "note": scenario.original_note}
                 elif impl in failed:
                     outcome = {"status": "not run", "note": failed[impl]}
                 else:

@@ -29,7 +29,8 @@ class Scenario:
     sizes: Tuple[int, ...]
     quick_sizes: Tuple[int, ...]
     metrics: Tuple[Metric, ...]
-    original_max: Optional[int] = None  # larger sizes are too slow for the original: not run
+    original_max: Optional[int] = None  # larger sizes are not run for the original, for this reason:
+    original_note: str = "too slow"
 
 
 def format_value(value: float, unit: str) -> str:
@@ -173,6 +174,24 @@ SCENARIOS = [
         metrics=(
             Metric("us_per_task", "sequential, `MongoDBStore` (nx-27017), {size} trivial tasks", "us/task"),
             Metric("cached_us_per_task", "fully cached re-run, `MongoDBStore` (nx-27017), {size} tasks", "us/task"),
+        ),
+    ),
+    Scenario(
+        name="ray",
+        script="bench_ray.py",  # needs Ray; the original has no Ray executor
+        sizes=(1000,),
+        quick_sizes=(20,),
+        original_max=0,
+        original_note="no Ray executor in 0.3.4",
+        metrics=(
+            Metric("bare_trivial_us_per_task", "Ray: {size} trivial tasks as bare `ray.remote` calls", "us/task"),
+            Metric("ours_trivial_us_per_task", "Ray: {size} trivial tasks as a fluidml flow (`executor=\"ray\"`)",
+                   "us/task"),
+            Metric("trivial_overhead", "Ray, {size} trivial tasks: our overhead / Ray's own cost", "x",
+                   at_most(2.0, "x")),
+            Metric("bare_cpu_us_per_task", "Ray: 16 CPU-bound tasks of 0.25 s as bare `ray.remote` calls", "us/task"),
+            Metric("ours_cpu_us_per_task", "Ray: 16 CPU-bound tasks of 0.25 s as a fluidml flow", "us/task"),
+            Metric("cpu_overhead", "Ray, 16 CPU-bound tasks: our overhead / Ray's own cost", "x", at_most(2.0, "x")),
         ),
     ),
 ]

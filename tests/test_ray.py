@@ -207,7 +207,9 @@ def test_a_grid_search_runs_on_a_separate_cluster(ray_head, tmp_path, client):
     home = short_temp_dir("fml-drv-")
     for attempt in ("first", "second"):
         out, _ = _driver(["grid", address, str(store)], home).communicate(timeout=240)
-        results = json.loads(next(line for line in out.splitlines() if line.startswith("RESULTS "))[8:])
+        line = next((line for line in out.splitlines() if line.startswith("RESULTS ")), None)
+        assert line is not None, out
+        results = json.loads(line[8:])
         assert results["best_score"] == [{"best": {"score": 0.6, "config": {
             "train": {"lr": 0.3, "epochs": 2}}}}], out
         assert sorted(r["metrics"]["score"] for r in results["train"]) == [0.1, 0.2, 0.2, 0.3, 0.4, 0.6]

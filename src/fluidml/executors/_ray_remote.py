@@ -170,9 +170,15 @@ def run_remote(payload: bytes, specs_ref: List[Any], store_ref: List[Any], upstr
     writes: List[Write] = []
     try:
         outcome = _run(payload, _fetched(specs_ref, load_specs), _fetched(store_ref), upstream, allocation, writes)
-    except BaseException as exc:  # e.g. the spec table could not be fetched: the task fails, Ray's worker lives on
+    except BaseException as exc:  # e.g. the task's module is missing here: the task fails, Ray's worker lives on
         state = TaskState.KILLED if isinstance(exc, KeyboardInterrupt) else TaskState.FAILED
-        outcome = Outcome(state, error=exc, traceback=traceback.format_exc())
+        text = traceback.format_exc()
+        if isinstance(exc, ModuleNotFoundError):
+            exc = ModuleNotFoundError(
+                f"{exc} on a Ray worker: the task's code must be importable on every node. Install it there, or "
+                f'ship it with ray.init(runtime_env={{"working_dir": "."}}) or RayExecutor(runtime_env=...).',
+                name=exc.name)
+        outcome = Outcome(state, error=exc, traceback=text)
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

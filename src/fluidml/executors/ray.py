@@ -122,6 +122,7 @@ class RayExecutor(Executor):
         self._specs_ref: List[Any] = []
         self._specs_count = 0
         self._store_refs: Dict[int, List[Any]] = {}  # id(store) -> [its reference], for process_safe stores
+        self._runs: Dict[int, RunNode] = {}  # id(task) -> the node of its run, not put into the object store yet
         self._nodes: Dict[int, Any] = {}  # id(task) -> reference to its run node (see _ray_remote.RunNode)
         self._log_level = logging.getLogger().getEffectiveLevel()
         self._token = uuid.uuid4().hex
@@ -129,6 +130,7 @@ class RayExecutor(Executor):
     def shutdown(self) -> None:
         """Forgets the run's object references (Ray frees their objects); Ray itself stays up."""
         self._in_flight = {}
+        self._runs = {}
         self._nodes = {}
         self._store_refs = {}
         self._specs_ref = []
@@ -166,9 +168,8 @@ class RayExecutor(Executor):
             return
         outcome_ref, writes_ref = (refs[0], refs[1]) if stays else (refs, None)
         self._in_flight[job.task_id] = _InFlight(job, outcome_ref, writes_ref)
-        if stays:  # successors find this run (and, through it, its ancestors' runs) by this node
-            self._nodes[id(task)] = self._ray.put(RunNode((task.name, config_digest(task._uc())), writes_ref,
-                                                          upstream))
+        if stays:  # its node is put into the object store when a successor needs it
+            self._runs[id(task)] = RunNode((task.name, config_digest(task._uc())), writes_ref, upstream)
         task_id = job.task_id
         outcome_ref.future().add_done_callback(lambda _: self._done.put(task_id))
 
@@ -229,8 +230,10 @@ class RayExecutor(Executor):
                 continue
             stack.pop()
             if id(current) not in self._nodes:
-                upstream = [self._nodes[id(p)] for p in current.predecessors]
-                self._nodes[id(current)] = self._ray.put(self._stored_run(current, store, upstream))
+                node = self._runs.pop(id(current), None)
+                if node is None:
+                    node = self._stored_run(current, store, [self._nodes[id(p)] for p in current.predecessors])
+                self._nodes[id(current)] = self._ray.put(node)
         return self._nodes[id(task)]
 
     def _stored_run(self, task: Task, store: ResultsStore, upstream: List[Any]) -> RunNode:
@@ -250,9 +253,12 @@ class RayExecutor(Executor):
         job = flight.job
         ray = self._ray
         try:
-            outcome: Outcome = pickle.loads(ray.get(flight.outcome))
-            if flight.writes is not None:
-                apply_writes(job.store, ray.get(flight.writes), encoded=False)
+            if flight.writes is None:
+                outcome: Outcome = pickle.loads(ray.get(flight.outcome))
+            else:
+                packed, writes = ray.get([flight.outcome, flight.writes])
+                outcome = pickle.loads(packed)
+                apply_writes(job.store, writes, encoded=False)
         except Exception as exc:
             state, error = _ray_failure(job.task, exc)
             return self._completion(job, state, error)

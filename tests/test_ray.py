@@ -139,6 +139,16 @@ def test_a_dead_worker_fails_its_task_unless_retries_were_asked_for(ray_runtime,
 
 
 @pytest.mark.ray
+def test_a_request_no_node_can_meet_fails_at_once_instead_of_waiting_forever(ray_runtime, recorder):
+    fits = TaskSpec(task=t.report, name="fits", requests={"gpus": 1})
+    too_big = TaskSpec(task=t.report, name="too_big", requests={"gpus": 2, "custom": {"tpu": 1}})
+    Flow([fits, too_big]).run(executor="ray", exit_on_error=False, observers=[recorder])
+    assert recorder.state("fits") == "finished" and recorder.state("too_big") == "failed"
+    error = dict(recorder.summary.failures)["too_big"]
+    assert "requests {'CPU': 1, 'GPU': 2, 'tpu': 1}, more than any node of the Ray cluster has" in error
+
+
+@pytest.mark.ray
 def test_max_in_flight_caps_the_tasks_submitted_at_once(ray_runtime):
     spec = TaskSpec(task=t.report, config={"tag": [1, 2, 3], "hold": 0.3}, expand="product", requests={"cpus": 0})
     results = Flow([spec]).run(executor=RayExecutor(max_in_flight=1))

@@ -125,6 +125,7 @@ class RayExecutor(Executor):
         self._runs: Dict[int, RunNode] = {}  # id(task) -> the node of its run, not put into the object store yet
         self._nodes: Dict[int, Any] = {}  # id(task) -> reference to its run node (see _ray_remote.RunNode)
         self._log_level = logging.getLogger().getEffectiveLevel()
+        self._capacities = _node_capacities(ray)
         self._token = uuid.uuid4().hex
 
     def shutdown(self) -> None:
@@ -160,9 +161,18 @@ class RayExecutor(Executor):
                 f'Task "{task.unique_name}" cannot be sent to Ray: {exc}. Its class or function and config must '
                 f"be picklable (cloudpickle); run it without executor=\"ray\" otherwise."))
             return
-        remote = self._remote_for(task, stays)
+        options = self._options(task, stays)
+        unmet = self._unmet(options)
+        if unmet:
+            self._fail_now(job, RunConfigError(
+                f'Task "{task.unique_name}" requests {unmet}, more than any node of the Ray cluster has '
+                f"({_describe_cluster(ray)}); Ray would wait for such a node forever. Lower the task's requests or "
+                f"add a node that has them (ray start --num-gpus/--resources).", task_name=task.unique_name,
+                key="requests"))
+            return
         try:
-            refs = remote.remote(payload, self._specs_ref, store_ref, upstream, self._log_level)
+            refs = self._remote.options(**options).remote(payload, self._specs_ref, store_ref, upstream,
+                                                          self._log_level)
         except Exception as exc:  # e.g. a resource request no node of the cluster can ever meet
             self._fail_now(job, exc)
             return
@@ -201,13 +211,30 @@ class RayExecutor(Executor):
 
     # ----------------------------------------------------------------------------------- helpers
 
-    def _remote_for(self, task: Task, with_writes: bool) -> Any:
+    def _options(self, task: Task, with_writes: bool) -> Dict[str, Any]:
+        """The Ray options of the task's Ray task: its requests, retries, returns and name."""
         requests = getattr(task, "_requests", None)
         options: Dict[str, Any] = requests.ray_options() if requests is not None else {}
         retries = requests.retries if requests is not None and requests.retries is not None else self.max_retries
         options.update(max_retries=retries, retry_exceptions=False, num_returns=2 if with_writes else 1,
                        name=task.unique_name)  # the name labels the task's printed lines on the driver
-        return self._remote.options(**options)
+        return options
+
+    def _unmet(self, options: Dict[str, Any]) -> Dict[str, float]:
+        """What the options ask for that no alive node of the cluster has in all (empty: fine). The
+        nodes are read again before deciding, as nodes may have joined."""
+        needed = {"CPU": options.get("num_cpus", 1), "GPU": options.get("num_gpus", 0),
+                  "memory": options.get("memory", 0), **options.get("resources", {})}
+        needed = {name: amount for name, amount in needed.items() if amount}
+
+        def fits(capacities: Optional[List[Dict[str, float]]]) -> bool:
+            return capacities is None or any(
+                all(node.get(name, 0) >= amount for name, amount in needed.items()) for node in capacities)
+
+        if not needed or fits(self._capacities):
+            return {}
+        self._capacities = _node_capacities(self._ray)
+        return {} if fits(self._capacities) else needed
 
     def _store_ref(self, store: ResultsStore) -> List[Any]:
         """``[reference]`` to the pickled store when it goes to the cluster, else ``[]``."""
@@ -297,6 +324,15 @@ def _ray_failure(task: Task, exc: BaseException) -> Tuple[TaskState, BaseExcepti
     hint = " Ask for retries with RayExecutor(max_retries=N) or Requests(retries=N)."
     error = TaskFailedError(f'Task "{name}": {what}.{hint}\n{exc}', task_name=name)
     return TaskState.FAILED, error
+
+
+def _node_capacities(ray: Any) -> Optional[List[Dict[str, float]]]:
+    """The total resources of each alive node; None if the nodes cannot be listed (nothing is then
+    refused up front)."""
+    try:
+        return [dict(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive")]
+    except Exception:
+        return None
 
 
 def _describe_cluster(ray: Any) -> str:

@@ -1,6 +1,7 @@
 """The Ray side of the Ray executor: what one Ray task does to run one fluidml task.
 
-Imported by Ray worker processes (and by ``executors/ray.py``). A Ray worker runs many tasks one
+Imported by Ray worker processes, and by ``executors/ray.py`` (Ray is imported inside the
+functions, so ``import fluidml`` never imports it). A Ray worker runs many tasks one
 after another, so the spec table and a ``process_safe`` store are fetched from the object store
 once per worker and kept. A store that stays in the driver (the in-memory store) is replaced by a
 ``RayRunStore``: the task's writes go back as the Ray task's second return value, and its reads
@@ -38,6 +39,7 @@ class RunNode(NamedTuple):
     key: RunKey
     writes: Any
     upstream: List[Any]
+
 
 #: What this worker process fetched from the object store: ref id -> value (specs, stores).
 _FETCHED: "OrderedDict[str, Any]" = OrderedDict()

@@ -19,7 +19,6 @@ import queue
 import sys
 import time
 import traceback
-import uuid
 from typing import Any, Dict, List, Optional, Tuple
 
 from fluidml.config import config_digest
@@ -126,11 +125,11 @@ class RayExecutor(Executor):
         self._nodes: Dict[int, Any] = {}  # id(task) -> reference to its run node (see _ray_remote.RunNode)
         self._log_level = logging.getLogger().getEffectiveLevel()
         self._capacities = _node_capacities(ray)
-        self._token = uuid.uuid4().hex
 
     def shutdown(self) -> None:
         """Forgets the run's object references (Ray frees their objects); Ray itself stays up."""
         self._in_flight = {}
+        self._failed = {}
         self._runs = {}
         self._nodes = {}
         self._store_refs = {}
@@ -173,7 +172,7 @@ class RayExecutor(Executor):
         try:
             refs = self._remote.options(**options).remote(payload, self._specs_ref, store_ref, upstream,
                                                           self._log_level)
-        except Exception as exc:  # e.g. a resource request no node of the cluster can ever meet
+        except Exception as exc:  # e.g. Ray rejects an option
             self._fail_now(job, exc)
             return
         outcome_ref, writes_ref = (refs[0], refs[1]) if stays else (refs, None)

@@ -73,7 +73,7 @@ def main() -> None:
     ray.shutdown()
     shutil.rmtree(home, ignore_errors=True)
     per_task = {name: seconds / (n if name.endswith("trivial") else CPU_TASKS) * 1e6 for name, seconds in best.items()}
-    emit({"scenario": "ray", "n": n, "cpus": cpus, "repeats": repeats,
+    emit({"scenario": "ray", "n": n, "num_tasks": n + CPU_TASKS, "cpus": cpus, "repeats": repeats,
           **{f"{name}_us_per_task": value for name, value in per_task.items()},
           "trivial_overhead": (best["ours_trivial"] - best["bare_trivial"]) / best["bare_trivial"],
           "cpu_overhead": (best["ours_cpu"] - best["bare_cpu"]) / best["bare_cpu"]})

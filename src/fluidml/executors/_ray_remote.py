@@ -31,13 +31,13 @@ Write = Tuple[str, Tuple, Dict[str, Any]]  # (method, arguments, keyword argumen
 
 
 class RunNode(NamedTuple):
-    """A run in Ray's object store, for runs of a store that stays in the driver: its key, the
-    reference to its writes, and references to the nodes of its predecessors' runs. A task gets
-    its predecessors' nodes and reaches any ancestor's run through them, reading only the nodes
-    it walks past (small) and the writes of the runs it loads from."""
+    """A run of a store that stays in the driver, as a Ray object: its key, its writes (objects
+    as they are) and references to the nodes of its predecessors' runs. It is the second return
+    value of the task's Ray task; successors get it by reference and reach every ancestor's run
+    through it, fetching only the runs they walk past."""
 
     key: RunKey
-    writes: Any
+    writes: List[Write]
     upstream: List[Any]
 
 
@@ -82,7 +82,7 @@ class RayRunStore(ResultsStore):
     """A Ray task's view of a store that stays in the driver.
 
     Writes are kept, objects as they are (Ray serializes them once, arrays without copying them
-    again), and become the Ray task's second return value. Reads look at this task's own writes,
+    again), and become the Ray task's second return value (its ``RunNode``). Reads look at this task's own writes,
     then at its ancestors' runs, found by walking the run nodes from its predecessors' (nearest
     first). Runs that are not its ancestors are not reachable from the cluster and read as missing.
 
@@ -97,7 +97,7 @@ class RayRunStore(ResultsStore):
     def __init__(self, upstream: List[Any], own: Dict[RunKey, Dict[str, Any]], writes: List[Write]):
         super().__init__()
         self._frontier = list(upstream)  # nodes not read yet, nearest first
-        self._found: Dict[RunKey, Any] = {}  # run key -> writes reference, of the nodes read so far
+        self._found: Dict[RunKey, List[Write]] = {}  # run key -> its writes, of the nodes read so far
         self._seen: set = set()
         self._views: Dict[RunKey, Dict[str, Any]] = {key: dict(objects) for key, objects in own.items()}
         self.writes = writes
@@ -113,8 +113,7 @@ class RayRunStore(ResultsStore):
                     self._seen.add(node.key)
                     self._found[node.key] = node.writes
                     self._frontier.extend(node.upstream)
-            ref = self._found.get(key)
-            view = self._views[key] = replay(ray.get(ref)).get(key, {}) if ref is not None else {}
+            view = self._views[key] = replay(self._found.get(key, [])).get(key, {})
         return view
 
     def save(self, obj: Any, name: str, type_: Optional[str] = None, task_name: str = "",
@@ -159,10 +158,10 @@ class _TaskLogHandler(logging.StreamHandler):
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
 
-def run_remote(payload: bytes, specs_ref: List[Any], store_ref: List[Any], upstream: List[Any],
-               log_level: int) -> Any:
-    """Runs one task in a Ray worker and returns its packed ``Outcome`` (and, when the store stays
-    in the driver, also the task's writes)."""
+def run_remote(payload: bytes, specs_ref: List[Any], store_ref: List[Any], run: Optional[Tuple], log_level: int) -> Any:
+    """Runs one task in a Ray worker and returns its packed ``Outcome``. For a store that stays in
+    the driver, ``run`` is (the task's run key, its objects already stored, its predecessors' run
+    nodes), and the task's ``RunNode`` is returned too."""
     allocation = _allocation()
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(allocation.gpu_ids)  # CUDA sees only the task's GPUs
     root = logging.getLogger()
@@ -171,7 +170,8 @@ def run_remote(payload: bytes, specs_ref: List[Any], store_ref: List[Any], upstr
     root.setLevel(log_level)
     writes: List[Write] = []
     try:
-        outcome = _run(payload, _fetched(specs_ref, load_specs), _fetched(store_ref), upstream, allocation, writes)
+        store = _fetched(store_ref) if run is None else RayRunStore(run[2], {run[0]: run[1]}, writes)
+        outcome = _run(payload, _fetched(specs_ref, load_specs), store, allocation)
     except BaseException as exc:  # e.g. the task's module is missing here: the task fails, Ray's worker lives on
         state = TaskState.KILLED if isinstance(exc, KeyboardInterrupt) else TaskState.FAILED
         text = traceback.format_exc()
@@ -187,15 +187,12 @@ def run_remote(payload: bytes, specs_ref: List[Any], store_ref: List[Any], upstr
         root.removeHandler(handler)
         root.setLevel(level)
     packed = pack_outcome(outcome)
-    return packed if store_ref else (packed, writes)
+    return packed if run is None else (packed, RunNode(run[0], writes, run[2]))
 
 
-def _run(payload: bytes, specs: Sequence[Any], store: Optional[ResultsStore], upstream: List[Any],
-         allocation: Allocation, writes: List[Write]) -> Outcome:
-    task, predecessors, reason, own = pickle.loads(payload)
+def _run(payload: bytes, specs: Sequence[Any], store: ResultsStore, allocation: Allocation) -> Outcome:
+    task, predecessors, reason = pickle.loads(payload)
     resolve_specs(task, specs)
-    if store is None:
-        store = RayRunStore(upstream, own, writes)
     task.results_store = store
     task.resource = allocation
     try:

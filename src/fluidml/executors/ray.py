@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from fluidml.config import config_digest
 from fluidml.exception import RunConfigError, TaskFailedError
 from fluidml.executors import _pickling
-from fluidml.executors._ray_remote import RunKey, RunNode, Write
+from fluidml.executors._ray_remote import RunNode, Write
 from fluidml.executors._shipping import SpecTable
 from fluidml.executors.base import Completion, Executor, Job
 from fluidml.executors.parent_store import apply_writes
@@ -56,14 +56,14 @@ def _import_ray() -> Any:
 
 
 class _InFlight:
-    """A submitted task: its job and the references to its outcome (and writes)."""
+    """A submitted task: its job and the references to its outcome (and its ``RunNode``)."""
 
-    __slots__ = ("job", "outcome", "writes")
+    __slots__ = ("job", "outcome", "node")
 
-    def __init__(self, job: Job, outcome: Any, writes: Any):
+    def __init__(self, job: Job, outcome: Any, node: Any):
         self.job = job
         self.outcome = outcome
-        self.writes = writes
+        self.node = node
 
 
 class RayExecutor(Executor):
@@ -121,7 +121,6 @@ class RayExecutor(Executor):
         self._specs_ref: List[Any] = []
         self._specs_count = 0
         self._store_refs: Dict[int, List[Any]] = {}  # id(store) -> [its reference], for process_safe stores
-        self._runs: Dict[int, RunNode] = {}  # id(task) -> the node of its run, not put into the object store yet
         self._nodes: Dict[int, Any] = {}  # id(task) -> reference to its run node (see _ray_remote.RunNode)
         self._log_level = logging.getLogger().getEffectiveLevel()
         self._capacities = _node_capacities(ray)
@@ -130,7 +129,6 @@ class RayExecutor(Executor):
         """Forgets the run's object references (Ray frees their objects); Ray itself stays up."""
         self._in_flight = {}
         self._failed = {}
-        self._runs = {}
         self._nodes = {}
         self._store_refs = {}
         self._specs_ref = []
@@ -146,21 +144,19 @@ class RayExecutor(Executor):
                 self._specs_ref = [ray.put(self._specs.payload)]
                 self._specs_count = len(self._specs.specs)
             store_ref = self._store_ref(job.store)
-            stays = not store_ref
-            own: Dict[RunKey, Dict[str, Any]] = {}
-            upstream: List[Any] = []
-            if stays:
+            run: Optional[Tuple] = None
+            if not store_ref:  # the store stays here: the task gets its run's objects and its upstream runs
                 uc = task._uc()
                 registry = job.store.load(SAVED_RESULTS, task.name, uc)
-                own[(task.name, config_digest(uc))] = {} if registry is None else {SAVED_RESULTS: registry}
-                upstream = [self._node(pred, job.store) for pred in task.predecessors]
-            payload = _pickling.dumps((self._specs.shippable(job), job.predecessors, job.reason, own))
+                run = ((task.name, config_digest(uc)), {} if registry is None else {SAVED_RESULTS: registry},
+                       [self._node(pred, job.store) for pred in task.predecessors])
+            payload = _pickling.dumps((self._specs.shippable(job), job.predecessors, job.reason))
         except Exception as exc:
             self._fail_now(job, TypeError(
                 f'Task "{task.unique_name}" cannot be sent to Ray: {exc}. Its class or function and config must '
                 f"be picklable (cloudpickle); run it without executor=\"ray\" otherwise."))
             return
-        options = self._options(task, stays)
+        options = self._options(task, run is not None)
         unmet = self._unmet(options)
         if unmet:
             self._fail_now(job, RunConfigError(
@@ -170,15 +166,14 @@ class RayExecutor(Executor):
                 key="requests"))
             return
         try:
-            refs = self._remote.options(**options).remote(payload, self._specs_ref, store_ref, upstream,
-                                                          self._log_level)
+            refs = self._remote.options(**options).remote(payload, self._specs_ref, store_ref, run, self._log_level)
         except Exception as exc:  # e.g. Ray rejects an option
             self._fail_now(job, exc)
             return
-        outcome_ref, writes_ref = (refs[0], refs[1]) if stays else (refs, None)
-        self._in_flight[job.task_id] = _InFlight(job, outcome_ref, writes_ref)
-        if stays:  # its node is put into the object store when a successor needs it
-            self._runs[id(task)] = RunNode((task.name, config_digest(task._uc())), writes_ref, upstream)
+        outcome_ref, node_ref = (refs, None) if run is None else refs
+        self._in_flight[job.task_id] = _InFlight(job, outcome_ref, node_ref)
+        if node_ref is not None:
+            self._nodes[id(task)] = node_ref
         task_id = job.task_id
         outcome_ref.future().add_done_callback(lambda _: self._done.put(task_id))
 
@@ -245,8 +240,8 @@ class RayExecutor(Executor):
         return ref
 
     def _node(self, task: Task, store: ResultsStore) -> Any:
-        """The reference to a run node of ``task``; for a run this executor did not run (found in the
-        store), a node is made from the store, with those of its ancestors, once."""
+        """The reference to the ``RunNode`` of ``task``'s run. A run this executor did not run (found
+        in the store) is put into the object store from the store, with its ancestors', once."""
         stack = [task]
         while stack:
             current = stack[-1]
@@ -256,21 +251,9 @@ class RayExecutor(Executor):
                 continue
             stack.pop()
             if id(current) not in self._nodes:
-                node = self._runs.pop(id(current), None)
-                if node is None:
-                    node = self._stored_run(current, store, [self._nodes[id(p)] for p in current.predecessors])
-                self._nodes[id(current)] = self._ray.put(node)
+                upstream = [self._nodes[id(p)] for p in current.predecessors]
+                self._nodes[id(current)] = self._ray.put(_stored_run(current, store, upstream))
         return self._nodes[id(task)]
-
-    def _stored_run(self, task: Task, store: ResultsStore, upstream: List[Any]) -> RunNode:
-        uc = task._uc()
-        objects = store.get_results(task.name, uc) or {}
-        for name in (SAVED_RESULTS, TASK_INFO):
-            value = store.load(name, task.name, uc)
-            if value is not None:
-                objects[name] = value
-        writes: List[Write] = [("save", (obj, name, task.name, uc), {}) for name, obj in objects.items()]
-        return RunNode((task.name, config_digest(uc)), self._ray.put(writes), upstream)
 
     def _collect(self, task_id: int) -> Completion:
         """The completion of a task whose outcome is ready: its outcome, and its writes applied to
@@ -279,12 +262,12 @@ class RayExecutor(Executor):
         job = flight.job
         ray = self._ray
         try:
-            if flight.writes is None:
+            if flight.node is None:
                 outcome: Outcome = pickle.loads(ray.get(flight.outcome))
             else:
-                packed, writes = ray.get([flight.outcome, flight.writes])
+                packed, node = ray.get([flight.outcome, flight.node])
                 outcome = pickle.loads(packed)
-                apply_writes(job.store, writes, encoded=False)
+                apply_writes(job.store, node.writes, encoded=False)
         except Exception as exc:
             state, error = _ray_failure(job.task, exc)
             return self._completion(job, state, error)
@@ -302,6 +285,18 @@ class RayExecutor(Executor):
     def _completion(self, job: Job, state: TaskState, error: BaseException) -> Completion:
         text = "".join(traceback.format_exception_only(type(error), error))
         return Completion(job.task_id, Outcome(state, reason=job.reason, error=error, traceback=text))
+
+
+def _stored_run(task: Task, store: ResultsStore, upstream: List[Any]) -> RunNode:
+    """A ``RunNode`` of a run found in the store: its objects and bookkeeping as writes."""
+    uc = task._uc()
+    objects = store.get_results(task.name, uc) or {}
+    for name in (SAVED_RESULTS, TASK_INFO):
+        value = store.load(name, task.name, uc)
+        if value is not None:
+            objects[name] = value
+    writes: List[Write] = [("save", (obj, name, task.name, uc), {}) for name, obj in objects.items()]
+    return RunNode((task.name, config_digest(uc)), writes, upstream)
 
 
 def _ray_failure(task: Task, exc: BaseException) -> Tuple[TaskState, BaseException]:

@@ -91,6 +91,11 @@ class RayHead:
         self.log.flush()
         return (self.dir / "head.log").read_text(errors="replace")[-4000:]
 
+    def client_server_logs(self) -> str:
+        """The tails of the Ray Client server's logs (for a failing test's message)."""
+        logs = sorted((self.dir / "tmp").glob("session_*/logs/ray_client_server*"))
+        return "\n".join(f"--- {log.name}:\n{log.read_text(errors='replace')[-3000:]}" for log in logs)
+
     def stop(self) -> None:
         """Ends the head's process group: SIGTERM, then SIGKILL for what is left after 3 s."""
         if self.process is None:

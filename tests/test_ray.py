@@ -218,7 +218,7 @@ def test_a_grid_search_runs_on_a_separate_cluster(ray_head, tmp_path, client):
     for attempt in ("first", "second"):
         out, _ = _driver(["grid", address, str(store)], home).communicate(timeout=240)
         line = next((line for line in out.splitlines() if line.startswith("RESULTS ")), None)
-        assert line is not None, out
+        assert line is not None, out + ray_head.client_server_logs()
         results = json.loads(line[8:])
         assert results["best_score"] == [{"best": {"score": 0.6, "config": {
             "train": {"lr": 0.3, "epochs": 2}}}}], out

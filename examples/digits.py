@@ -8,7 +8,10 @@ combination, and the reduce task at the end sees every evaluation and keeps the 
 Results go to a LocalFileStore in ./fluidml-results (or --store DIR, or $FLUIDML_DIGITS_STORE), so a
 second run finds every task already executed and prints the same result without training anything.
 
-    python examples/digits.py [--run-name NAME] [--store DIR] [--verbose | --quiet]
+    python examples/digits.py [--run-name NAME] [--store DIR] [--ray [ADDRESS]] [--verbose | --quiet]
+
+With --ray the tasks run as Ray tasks: on a new local Ray runtime, or on the cluster at ADDRESS
+(e.g. 127.0.0.1:6379 or ray://head:10001; the store must then be on a path every node shares).
 """
 
 import argparse
@@ -115,6 +118,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--run-name", default=None, help="name of this run (random if not given)")
     parser.add_argument("--store", default=None,
                         help=f"results directory (default: $FLUIDML_DIGITS_STORE or ./{DEFAULT_STORE})")
+    parser.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                        help='run on Ray (pip install "fluidml[ray]"): a local runtime, or the cluster at ADDRESS')
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--verbose", action="store_true", help="log every task")
     output.add_argument("--quiet", action="store_true", help="print nothing")
@@ -135,8 +140,10 @@ def main(argv=None):
 
     flow = make_flow()
     report = KeepSummary()
+    executor = fluidml.RayExecutor(address=args.ray or None) if args.ray is not None else None
     results = flow.run(
-        run_name=args.run_name, results_store=build_store(args.store), return_results="all", observers=[report]
+        run_name=args.run_name, results_store=build_store(args.store), return_results="all", observers=[report],
+        executor=executor,
     )
 
     if not args.quiet:

@@ -72,6 +72,14 @@ def make_store(request, tmp_path) -> Callable[[], Any]:
     return lambda: STORES[request.param](tmp_path)
 
 
+@pytest.fixture
+def ray_home():
+    """A short-pathed temporary directory for a Ray process a test starts (its HOME and files)."""
+    home = short_temp_dir("fml-ray-")
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.fixture(params=[pytest.param(name, marks=EXECUTOR_MARKS.get(name, [])) for name in sorted(EXECUTORS)])
 def executor_kwargs(request) -> Dict[str, Any]:
     """Flow.run() arguments that select one executor."""

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from ray_cluster import driver_environment
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "digits.py"
 
@@ -48,6 +52,17 @@ def test_second_run_executes_nothing_and_prints_the_same_result(tmp_path):
     assert re.search(r"^Tasks: 13 \(0 run, 13 already executed\)$", second, re.M)
     assert first.splitlines()[:2] == second.splitlines()[:2]
     assert os.listdir(elsewhere) == []
+
+
+@pytest.mark.ray
+def test_the_same_example_runs_on_ray(tmp_path, ray_home):
+    """`--ray` runs the same grid search as Ray tasks on a local Ray runtime, with the same result;
+    the example's functions, defined in the script, travel to Ray's workers by value."""
+    pytest.importorskip("ray", reason="Ray is not installed here (pip install 'fluidml[ray]')")
+    local = run_cli(tmp_path, "--store", str(tmp_path / "local"))
+    on_ray = run_cli(tmp_path, "--ray", "--store", str(tmp_path / "ray"), env=driver_environment(ray_home))
+    assert re.search(r"^Tasks: 13 \(13 run, 0 already executed\)$", on_ray, re.M)
+    assert local.splitlines()[:2] == on_ray.splitlines()[:2]
 
 
 def test_main_returns_results_of_model_selection(capsys, tmp_path):

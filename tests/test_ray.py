@@ -17,7 +17,7 @@ import ray_tasks as t
 from fluidml import Allocation, Flow, RayExecutor, Requests, TaskSpec
 from fluidml.exception import RunConfigError, TaskFailedError, TaskSpecError
 from fluidml.storage import LocalFileStore
-from ray_cluster import TESTS_DIR, RayHead, driver_environment, short_temp_dir
+from ray_cluster import TESTS_DIR, RayHead, driver_environment
 
 DRIVER = str(Path(TESTS_DIR) / "ray_driver.py")
 
@@ -164,16 +164,15 @@ def test_ray_stays_initialized_for_the_next_run(ray_runtime):
 
 # --------------------------------------------------------------------- drivers in their own process
 
-def _driver(args, home, timeout=180, **popen):
+def _driver(args, home, **popen):
     env = {**driver_environment(home), "COLUMNS": "250"}  # log lines unwrapped
     return subprocess.Popen([sys.executable, DRIVER, *args], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
 
 
 @pytest.mark.ray
-def test_prints_and_logs_of_remote_tasks_reach_the_driver_labelled(tmp_path):
-    home = short_temp_dir("fml-talk-")
-    out, _ = _driver(["talk"], home).communicate(timeout=180)
+def test_prints_and_logs_of_remote_tasks_reach_the_driver_labelled(ray_home):
+    out, _ = _driver(["talk"], ray_home).communicate(timeout=180)
     for word in ("alpha", "beta"):
         label = f"(talk-{1 if word == 'alpha' else 2} pid="
         assert any(label in line and f"printed {word}" in line for line in out.splitlines()), out
@@ -181,10 +180,9 @@ def test_prints_and_logs_of_remote_tasks_reach_the_driver_labelled(tmp_path):
 
 
 @pytest.mark.ray
-def test_ctrl_c_cancels_the_ray_tasks(tmp_path):
-    home = short_temp_dir("fml-int-")
+def test_ctrl_c_cancels_the_ray_tasks(tmp_path, ray_home):
     marker = tmp_path / "marker"
-    driver = _driver(["interrupt", str(marker)], home)
+    driver = _driver(["interrupt", str(marker)], ray_home)
     deadline = time.monotonic() + 120
     while not (marker.exists() and marker.read_text() == "started"):
         assert time.monotonic() < deadline and driver.poll() is None, driver.stdout.read()
@@ -209,14 +207,13 @@ def ray_head():
 
 @pytest.mark.ray
 @pytest.mark.parametrize("client", [False, True], ids=["gcs-address", "ray-client"])
-def test_a_grid_search_runs_on_a_separate_cluster(ray_head, tmp_path, client):
+def test_a_grid_search_runs_on_a_separate_cluster(ray_head, tmp_path, ray_home, client):
     """A driver process connects to a head started with `ray start --head` and runs a grid search
     whose results land in a LocalFileStore; a second run finds them all."""
     address = ray_head.client_address if client else ray_head.address
     store = tmp_path / "store"
-    home = short_temp_dir("fml-drv-")
     for attempt in ("first", "second"):
-        out, _ = _driver(["grid", address, str(store)], home).communicate(timeout=240)
+        out, _ = _driver(["grid", address, str(store)], ray_home).communicate(timeout=240)
         line = next((line for line in out.splitlines() if line.startswith("RESULTS ")), None)
         assert line is not None, out + ray_head.client_server_logs()
         results = json.loads(line[8:])

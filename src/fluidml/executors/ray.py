@@ -36,6 +36,8 @@ __all__ = ["RayExecutor"]
 
 logger = logging.getLogger(__name__)
 
+#: Attempts to connect through Ray Client (``ray://``) before giving up.
+CONNECT_ATTEMPTS = 3
 #: Seconds running tasks get to end after Ctrl-C (they see KeyboardInterrupt) before they are killed.
 INTERRUPT_GRACE = 10.0
 
@@ -104,12 +106,7 @@ class RayExecutor(Executor):
     def start(self) -> None:
         ray = self._ray = _import_ray()
         if not ray.is_initialized():
-            kwargs = {"include_dashboard": False, **self.init_kwargs}
-            try:
-                ray.init(address=self.address, **kwargs)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                where = self.address or os.environ.get("RAY_ADDRESS") or "a new local runtime"
-                raise RunConfigError(f"Could not start or reach Ray at {where}: {exc}", key="executor") from exc
+            self._connect(ray)
         from fluidml.executors._ray_remote import run_remote
 
         logger.info("Ray: %s.", _describe_cluster(ray))
@@ -124,6 +121,23 @@ class RayExecutor(Executor):
         self._nodes: Dict[int, Any] = {}  # id(task) -> reference to its run node (see _ray_remote.RunNode)
         self._log_level = logging.getLogger().getEffectiveLevel()
         self._capacities = _node_capacities(ray)
+
+    def _connect(self, ray: Any) -> None:
+        """``ray.init()``; a Ray Client connection is tried up to ``CONNECT_ATTEMPTS`` times, as the
+        server side of a new client connection sometimes fails to start."""
+        where = self.address or os.environ.get("RAY_ADDRESS") or "a new local runtime"
+        attempts = CONNECT_ATTEMPTS if where.startswith("ray://") else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                ray.init(address=self.address, **{"include_dashboard": False, **self.init_kwargs})
+                return
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                if attempt == attempts:
+                    raise RunConfigError(f"Could not start or reach Ray at {where}: {exc}", key="executor") from exc
+                logger.warning("Connecting to Ray at %s failed (attempt %d of %d), trying again: %s", where, attempt,
+                               attempts, str(exc).strip().splitlines()[-1])
+                ray.shutdown()
+                time.sleep(1.0)
 
     def shutdown(self) -> None:
         """Forgets the run's object references (Ray frees their objects); Ray itself stays up."""

@@ -56,6 +56,22 @@ def test_a_chain_runs_in_this_process_even_if_workers_are_asked_for(recorder):
     assert recorder.summary.executor == "in this process"
 
 
+def test_a_deep_chain_beside_a_wide_level_runs_on_the_pool():
+    """The spec table of a 1200-deep chain goes to the workers (its specs are pickled without
+    their links, which would recurse along the chain)."""
+    specs = [TaskSpec(task=p.source, name="t0", config={"value": [1, 2]}, expand="product")]
+    for i in range(1, 1200):
+        spec = TaskSpec(task=p.double if i == 1 else _pass_y, name=f"t{i}")
+        spec.requires(specs[-1])
+        specs.append(spec)
+    results = Flow(specs).run(num_workers=2)
+    assert sorted(r.results["y"] for r in results["t1199"]) == [2, 4]
+
+
+def _pass_y(y, task):
+    task.save(y, "y")
+
+
 def test_two_workers_share_the_work_in_other_processes(recorder):
     seen = run_wide(6, num_workers=2, observers=[recorder])
     pids = {s["pid"] for s in seen}

@@ -15,6 +15,7 @@ from fluidml.exception import NoTasksError, RunConfigError, TaskSpecError
 from fluidml.executors.base import Executor
 from fluidml.executors.local import LocalExecutor
 from fluidml.executors.processes import ProcessExecutor
+from fluidml.executors.ray import RayExecutor
 from fluidml.graph import (
     build_spec_graph, build_task_graph, collect_specs, expand_specs, gc_paused, optimal_num_workers
 )
@@ -182,13 +183,11 @@ class Flow:
         elif executor == "local":
             executor = LocalExecutor()
         elif executor == "ray":
-            from fluidml.executors.ray import RayExecutor
-
             executor = RayExecutor(max_in_flight=num_workers or None)
         elif not isinstance(executor, Executor):
             raise RunConfigError(f'executor={executor!r} is not valid; use "local", "processes", "ray" or an '
                                  f"Executor object such as fluidml.RayExecutor(address=...).", key="executor")
-        if resources is not None and type(executor).__name__ == "RayExecutor":
+        if resources is not None and isinstance(executor, RayExecutor):
             raise RunConfigError(
                 "resources= hands one value to each worker process; Ray tasks get what they request instead: "
                 'declare requests= on the TaskSpec or in run(requests={"task": {"gpus": 1}}), and read '

@@ -65,16 +65,17 @@ class RayHead:
         self.port = free_port()
         self.client_port = free_port()
         self.env = driver_environment(self.dir)
-        ray_cli = str(Path(sys.executable).with_name("ray"))
         self.log = open(self.dir / "head.log", "w")
-        self.process: Optional[subprocess.Popen] = subprocess.Popen(
-            [ray_cli, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={self.port}",
-             f"--ray-client-server-port={self.client_port}", f"--num-cpus={num_cpus}", "--include-dashboard=false",
-             f"--temp-dir={self.dir / 'tmp'}", "--disable-usage-stats"],
-            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-        )
         self.address = f"127.0.0.1:{self.port}"
         self.client_address = f"ray://127.0.0.1:{self.client_port}"
+        self.process: Optional[subprocess.Popen] = self._ray_start(
+            "--head", f"--port={self.port}", f"--ray-client-server-port={self.client_port}", f"--num-cpus={num_cpus}",
+            "--include-dashboard=false", f"--temp-dir={self.dir / 'tmp'}", "--disable-usage-stats")
+
+    def _ray_start(self, *args: str) -> subprocess.Popen:
+        ray_cli = str(Path(sys.executable).with_name("ray"))
+        return subprocess.Popen([ray_cli, "start", "--block", "--node-ip-address=127.0.0.1", *args], env=self.env,
+                                stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Waits until the head accepts a driver (its GCS and client ports listen)."""
@@ -88,6 +89,7 @@ class RayHead:
         raise TimeoutError(f"the Ray head did not come up within {timeout:.0f} s:\n{self.output()}")
 
     def output(self) -> str:
+        """The end of what ``ray start`` printed."""
         self.log.flush()
         return (self.dir / "head.log").read_text(errors="replace")[-4000:]
 
@@ -97,24 +99,30 @@ class RayHead:
         return "\n".join(f"--- {log.name}:\n{log.read_text(errors='replace')[-3000:]}" for log in logs)
 
     def stop(self) -> None:
-        """Ends the head's process group: SIGTERM, then SIGKILL for what is left after 3 s."""
+        """Ends the head's process group, then removes its files."""
         if self.process is None:
             return
-        group = self.process.pid
-        for signum, wait in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(group, signum)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and _group_alive(group):
-                time.sleep(0.1)
-            if not _group_alive(group):
-                break
-        self.process.wait(10)
+        end_group(self.process)
         self.process = None
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def end_group(process: subprocess.Popen, grace: float = 3.0) -> None:
+    """Ends the process group led by ``process``: SIGTERM, then SIGKILL for what is left after
+    ``grace`` seconds."""
+    group = process.pid
+    for signum, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(group, signum)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and _group_alive(group):
+            time.sleep(0.1)
+        if not _group_alive(group):
+            break
+    process.wait(10)
 
 
 def _listening(port: int) -> bool:

@@ -149,6 +149,27 @@ def test_a_request_no_node_can_meet_fails_at_once_instead_of_waiting_forever(ray
 
 
 @pytest.mark.ray
+def test_ray_errors_say_what_happened_to_the_task(ray_runtime):
+    """How each way Ray can lose a task is reported (a dead node cannot be staged on one machine
+    here, so its error is mapped directly)."""
+    from ray import exceptions as rex
+
+    from fluidml.executors.ray import _ray_failure
+
+    task = Flow([TaskSpec(task=t.report, name="train")]).task_graph.nodes["train"]["task"]
+    cases = [(rex.NodeDiedError("node 1a2b died"), "the node it ran on left the cluster"),
+             (rex.WorkerCrashedError(), "its Ray worker process died while running it"),
+             (rex.OutOfMemoryError("memory monitor"), "Ray's memory monitor killed its worker")]
+    for error, text in cases:
+        state, reported = _ray_failure(task, error)
+        assert state.value == "failed" and isinstance(reported, TaskFailedError)
+        assert str(reported).startswith(f'Task "train": {text}') and "retries" in str(reported)
+        assert reported.task_name == "train"
+    state, reported = _ray_failure(task, rex.TaskCancelledError())
+    assert state.value == "killed" and isinstance(reported, KeyboardInterrupt)
+
+
+@pytest.mark.ray
 def test_max_in_flight_caps_the_tasks_submitted_at_once(ray_runtime):
     spec = TaskSpec(task=t.report, config={"tag": [1, 2, 3], "hold": 0.3}, expand="product", requests={"cpus": 0})
     results = Flow([spec]).run(executor=RayExecutor(max_in_flight=1))
@@ -224,3 +245,4 @@ def test_a_grid_search_runs_on_a_separate_cluster(ray_head, tmp_path, ray_home, 
         if attempt == "second":
             assert "7 already executed" in out or "(7 already executed)" in out, out
     assert len(list(store.glob("train/grid-*/metrics.*"))) == 6
+

@@ -24,21 +24,28 @@ from fluidml.storage.base import ResultsStore, StoreContext
 from fluidml.task import TaskState
 from fluidml.task_requests import Allocation
 
-__all__ = ["RayRunStore", "RunNode", "Write", "replay", "run_remote"]
+__all__ = ["RayRunStore", "RunNode", "Upstream", "Write", "replay", "run_remote"]
 
 RunKey = Tuple[str, str]  # (task name, unique-config digest)
 Write = Tuple[str, Tuple, Dict[str, Any]]  # (method, arguments, keyword arguments), objects as they are
 
 
-class RunNode(NamedTuple):
-    """A run of a store that stays in the driver, as a Ray object: its key, its writes (objects
-    as they are) and references to the nodes of its predecessors' runs. It is the second return
-    value of the task's Ray task; successors get it by reference and reach every ancestor's run
-    through it, fetching only the runs they walk past."""
+class Upstream(NamedTuple):
+    """How a task reaches one upstream run of a store that stays in the driver: the run's key and
+    the references to its writes and to its ``RunNode``."""
 
     key: RunKey
-    writes: List[Write]
-    upstream: List[Any]
+    writes: Any
+    node: Any
+
+
+class RunNode(NamedTuple):
+    """A run of a store that stays in the driver, as a small Ray object: its key and how to reach
+    its predecessors' runs. With its writes (a separate object) it is a return value of the task's
+    Ray task; successors walk these nodes to any ancestor's run and fetch only that run's writes."""
+
+    key: RunKey
+    upstream: List[Upstream]
 
 
 #: What this worker process fetched from the object store: ref id -> value (specs, stores).
@@ -82,25 +89,31 @@ class RayRunStore(ResultsStore):
     """A Ray task's view of a store that stays in the driver.
 
     Writes are kept, objects as they are (Ray serializes them once, arrays without copying them
-    again), and become the Ray task's second return value (its ``RunNode``). Reads look at this task's own writes,
+    again), and become the Ray task's second return value. Reads look at this task's own writes,
     then at its ancestors' runs, found by walking the run nodes from its predecessors' (nearest
     first). Runs that are not its ancestors are not reachable from the cluster and read as missing.
 
     Args:
-        upstream: References to the ``RunNode`` of each predecessor's run.
+        upstream: How to reach each predecessor's run.
         own: The task's run key -> its objects already in the store (its registry of results).
         writes: The list to record the writes in.
     """
 
     keeps_objects = True
 
-    def __init__(self, upstream: List[Any], own: Dict[RunKey, Dict[str, Any]], writes: List[Write]):
+    def __init__(self, upstream: List[Upstream], own: Dict[RunKey, Dict[str, Any]], writes: List[Write]):
         super().__init__()
-        self._frontier = list(upstream)  # nodes not read yet, nearest first
-        self._found: Dict[RunKey, List[Write]] = {}  # run key -> its writes, of the nodes read so far
-        self._seen: set = set()
+        self._found: Dict[RunKey, Upstream] = {}  # the upstream runs seen so far
+        self._frontier: List[Upstream] = []  # those whose node is not read yet, nearest first
+        self._add(upstream)
         self._views: Dict[RunKey, Dict[str, Any]] = {key: dict(objects) for key, objects in own.items()}
         self.writes = writes
+
+    def _add(self, upstream: List[Upstream]) -> None:
+        for run in upstream:
+            if run.key not in self._found:
+                self._found[run.key] = run
+                self._frontier.append(run)
 
     def _view(self, key: RunKey) -> Dict[str, Any]:
         view = self._views.get(key)
@@ -108,12 +121,10 @@ class RayRunStore(ResultsStore):
             import ray
 
             while key not in self._found and self._frontier:
-                node: RunNode = ray.get(self._frontier.pop(0))
-                if node.key not in self._seen:
-                    self._seen.add(node.key)
-                    self._found[node.key] = node.writes
-                    self._frontier.extend(node.upstream)
-            view = self._views[key] = replay(self._found.get(key, [])).get(key, {})
+                node: RunNode = ray.get(self._frontier.pop(0).node)
+                self._add(node.upstream)
+            run = self._found.get(key)
+            view = self._views[key] = replay(ray.get(run.writes)).get(key, {}) if run is not None else {}
         return view
 
     def save(self, obj: Any, name: str, type_: Optional[str] = None, task_name: str = "",
@@ -160,8 +171,8 @@ class _TaskLogHandler(logging.StreamHandler):
 
 def run_remote(payload: bytes, specs_ref: List[Any], store_ref: List[Any], run: Optional[Tuple], log_level: int) -> Any:
     """Runs one task in a Ray worker and returns its packed ``Outcome``. For a store that stays in
-    the driver, ``run`` is (the task's run key, its objects already stored, its predecessors' run
-    nodes), and the task's ``RunNode`` is returned too."""
+    the driver, ``run`` is (the task's run key, its objects already stored, its ``Upstream`` runs),
+    and the task's writes and ``RunNode`` are returned too."""
     allocation = _allocation()
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(allocation.gpu_ids)  # CUDA sees only the task's GPUs
     root = logging.getLogger()
@@ -187,7 +198,7 @@ def run_remote(payload: bytes, specs_ref: List[Any], store_ref: List[Any], run: 
         root.removeHandler(handler)
         root.setLevel(level)
     packed = pack_outcome(outcome)
-    return packed if run is None else (packed, RunNode(run[0], writes, run[2]))
+    return packed if run is None else (packed, writes, RunNode(run[0], run[2]))
 
 
 def _run(payload: bytes, specs: Sequence[Any], store: ResultsStore, allocation: Allocation) -> Outcome:

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from fluidml.config import config_digest
 from fluidml.exception import RunConfigError, TaskFailedError
 from fluidml.executors import _pickling
-from fluidml.executors._ray_remote import RunNode, Write
+from fluidml.executors._ray_remote import RunNode, Upstream, Write
 from fluidml.executors._shipping import SpecTable
 from fluidml.executors.base import Completion, Executor, Job
 from fluidml.executors.parent_store import apply_writes
@@ -58,14 +58,14 @@ def _import_ray() -> Any:
 
 
 class _InFlight:
-    """A submitted task: its job and the references to its outcome (and its ``RunNode``)."""
+    """A submitted task: its job and the references to its outcome (and its writes)."""
 
-    __slots__ = ("job", "outcome", "node")
+    __slots__ = ("job", "outcome", "writes")
 
-    def __init__(self, job: Job, outcome: Any, node: Any):
+    def __init__(self, job: Job, outcome: Any, writes: Any):
         self.job = job
         self.outcome = outcome
-        self.node = node
+        self.writes = writes
 
 
 class RayExecutor(Executor):
@@ -118,7 +118,7 @@ class RayExecutor(Executor):
         self._specs_ref: List[Any] = []
         self._specs_count = 0
         self._store_refs: Dict[int, List[Any]] = {}  # id(store) -> [its reference], for process_safe stores
-        self._nodes: Dict[int, Any] = {}  # id(task) -> reference to its run node (see _ray_remote.RunNode)
+        self._nodes: Dict[int, Upstream] = {}  # id(task) -> how successors reach its run
         self._log_level = logging.getLogger().getEffectiveLevel()
         self._capacities = _node_capacities(ray)
 
@@ -184,12 +184,14 @@ class RayExecutor(Executor):
         except Exception as exc:  # e.g. Ray rejects an option
             self._fail_now(job, exc)
             return
-        outcome_ref, node_ref = (refs, None) if run is None else refs
-        self._in_flight[job.task_id] = _InFlight(job, outcome_ref, node_ref)
-        if node_ref is not None:
-            self._nodes[id(task)] = node_ref
+        if run is None:
+            self._in_flight[job.task_id] = _InFlight(job, refs, None)
+        else:
+            outcome_ref, writes_ref, node_ref = refs
+            self._in_flight[job.task_id] = _InFlight(job, outcome_ref, writes_ref)
+            self._nodes[id(task)] = Upstream(run[0], writes_ref, node_ref)
         task_id = job.task_id
-        outcome_ref.future().add_done_callback(lambda _: self._done.put(task_id))
+        self._in_flight[task_id].outcome.future().add_done_callback(lambda _: self._done.put(task_id))
 
     def next_completed(self) -> Completion:
         return self._next(self._done.get())
@@ -224,7 +226,7 @@ class RayExecutor(Executor):
         requests = getattr(task, "_requests", None)
         options: Dict[str, Any] = requests.ray_options() if requests is not None else {}
         retries = requests.retries if requests is not None and requests.retries is not None else self.max_retries
-        options.update(max_retries=retries, retry_exceptions=False, num_returns=2 if with_writes else 1,
+        options.update(max_retries=retries, retry_exceptions=False, num_returns=3 if with_writes else 1,
                        name=task.unique_name)  # the name labels the task's printed lines on the driver
         return options
 
@@ -253,9 +255,9 @@ class RayExecutor(Executor):
             ref = self._store_refs[id(store)] = [self._ray.put(_pickling.dumps(store))]
         return ref
 
-    def _node(self, task: Task, store: ResultsStore) -> Any:
-        """The reference to the ``RunNode`` of ``task``'s run. A run this executor did not run (found
-        in the store) is put into the object store from the store, with its ancestors', once."""
+    def _node(self, task: Task, store: ResultsStore) -> Upstream:
+        """How successors reach ``task``'s run. A run this executor did not run (found in the store)
+        is put into the object store from the store, with its ancestors', once."""
         stack = [task]
         while stack:
             current = stack[-1]
@@ -265,8 +267,9 @@ class RayExecutor(Executor):
                 continue
             stack.pop()
             if id(current) not in self._nodes:
-                upstream = [self._nodes[id(p)] for p in current.predecessors]
-                self._nodes[id(current)] = self._ray.put(_stored_run(current, store, upstream))
+                key, writes = _stored_run(current, store)
+                node = RunNode(key, [self._nodes[id(p)] for p in current.predecessors])
+                self._nodes[id(current)] = Upstream(key, self._ray.put(writes), self._ray.put(node))
         return self._nodes[id(task)]
 
     def _collect(self, task_id: int) -> Completion:
@@ -276,12 +279,12 @@ class RayExecutor(Executor):
         job = flight.job
         ray = self._ray
         try:
-            if flight.node is None:
+            if flight.writes is None:
                 outcome: Outcome = pickle.loads(ray.get(flight.outcome))
             else:
-                packed, node = ray.get([flight.outcome, flight.node])
+                packed, writes = ray.get([flight.outcome, flight.writes])
                 outcome = pickle.loads(packed)
-                apply_writes(job.store, node.writes, encoded=False)
+                apply_writes(job.store, writes, encoded=False)
         except Exception as exc:
             state, error = _ray_failure(job.task, exc)
             return self._completion(job, state, error)
@@ -301,16 +304,15 @@ class RayExecutor(Executor):
         return Completion(job.task_id, Outcome(state, reason=job.reason, error=error, traceback=text))
 
 
-def _stored_run(task: Task, store: ResultsStore, upstream: List[Any]) -> RunNode:
-    """A ``RunNode`` of a run found in the store: its objects and bookkeeping as writes."""
+def _stored_run(task: Task, store: ResultsStore) -> Tuple[Tuple[str, str], List[Write]]:
+    """The key and the objects (and bookkeeping) of a run found in the store, as writes."""
     uc = task._uc()
     objects = store.get_results(task.name, uc) or {}
     for name in (SAVED_RESULTS, TASK_INFO):
         value = store.load(name, task.name, uc)
         if value is not None:
             objects[name] = value
-    writes: List[Write] = [("save", (obj, name, task.name, uc), {}) for name, obj in objects.items()]
-    return RunNode((task.name, config_digest(uc)), writes, upstream)
+    return (task.name, config_digest(uc)), [("save", (obj, name, task.name, uc), {}) for name, obj in objects.items()]
 
 
 def _ray_failure(task: Task, exc: BaseException) -> Tuple[TaskState, BaseException]:

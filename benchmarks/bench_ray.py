@@ -10,33 +10,14 @@ import tempfile
 from fluidml import Flow, Task, TaskSpec
 
 from _common import emit, parse_args, timed
+from bench_cpu import burn, calibrate, spin  # the CPU scenario's work, the same on both sides
 
 CPU_TASKS = 16
 CPU_TASK_SECONDS = 0.25
 
 
-def spin(loops: int) -> int:
-    total = 0
-    for i in range(loops):
-        total += i * i
-    return total
-
-
 def trivial(index: int, task: Task):
     task.save(index, "index")
-
-
-def burn(loops: int, index: int, task: Task):
-    task.save(spin(loops), "total")
-
-
-def calibrate(seconds: float) -> int:
-    loops = 100_000
-    while True:
-        took, _ = timed(spin, loops)
-        if took > 0.05:
-            return int(loops * seconds / took)
-        loops *= 2
 
 
 def main() -> None:

@@ -18,9 +18,11 @@ from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tu
 
 from fluidml.config import config_digest
 from fluidml.executors._shipping import load_specs, resolve_specs
+from fluidml.executors.parent_store import apply_writes
 from fluidml.executors.worker import pack_outcome
 from fluidml.runner import Outcome, run_task
 from fluidml.storage.base import ResultsStore, StoreContext
+from fluidml.storage.memory import InMemoryStore
 from fluidml.task import TaskState
 from fluidml.task_requests import Allocation
 
@@ -71,18 +73,9 @@ def _fetched(ref_holder: Sequence[Any], load: Callable[[bytes], Any] = pickle.lo
 
 def replay(writes: Sequence[Write]) -> Dict[RunKey, Dict[str, Any]]:
     """The objects a list of writes leaves behind, by run (a deleted object is absent)."""
-    runs: Dict[RunKey, Dict[str, Any]] = {}
-    for method, args, _ in writes:
-        if method == "save":
-            obj, name, task_name, config = args
-            runs.setdefault((task_name, config_digest(config)), {})[name] = obj
-        elif method == "delete":
-            name, task_name, config = args
-            runs.setdefault((task_name, config_digest(config)), {}).pop(name, None)
-        elif method == "delete_run":
-            task_name, config = args
-            runs[(task_name, config_digest(config))] = {}
-    return runs
+    store = InMemoryStore()
+    apply_writes(store, list(writes), encoded=False)
+    return dict(store._runs)
 
 
 class RayRunStore(ResultsStore):

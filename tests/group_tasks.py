@@ -28,5 +28,7 @@ def select(mean: List[Sweep], task):
 
 
 def report(mean, task):
-    """A normal successor of a group reducer: saves the mean it got with its group's lr."""
+    """A normal successor of a group reducer: saves the mean it got with its group's lr, and the
+    seeds of its group's "pairs", loaded from the reducer's run that its own config contains."""
     task.save((task.unique_config["train"]["lr"], mean), "line")
+    task.save([seed for _, seed in task.load("pairs", task_name="aggregate")], "seeds")

@@ -333,7 +333,8 @@ def test_adding_a_seed_reruns_only_the_groups_it_touches(make_store, executor_kw
 
 
 def test_force_and_successors_of_group_reducers(make_store, executor_kwargs, recorder):
-    """force="aggregate" re-runs every group; a normal successor runs once per group with its mean."""
+    """force="aggregate" re-runs every group; a normal successor runs once per group with its mean,
+    and loads its group reducer's objects by its own unique config."""
     prepare = TaskSpec(task=g.prepare, config={"offset": [0, 100]}, expand="product")
     train = TaskSpec(task=g.train, config={"lr": [1, 2], "seed": [0, 1]}, expand="product")
     aggregate = TaskSpec(task=g.aggregate, reduce="seed")
@@ -345,5 +346,6 @@ def test_force_and_successors_of_group_reducers(make_store, executor_kwargs, rec
     store = make_store()
     first = flow.run(results_store=store, return_results="all", **executor_kwargs)
     assert [r.results["line"] for r in first["report"]] == [(1, 10.5), (2, 20.5), (1, 110.5), (2, 120.5)]
+    assert [r.results["seeds"] for r in first["report"]] == [[0, 1]] * 4
     flow.run(results_store=store, force="aggregate", observers=[recorder], **executor_kwargs)
     assert sorted(recorder.executed) == [f"aggregate-{i}" for i in range(1, 5)]

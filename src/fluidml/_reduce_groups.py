@@ -21,6 +21,7 @@ __all__ = ["Key", "group_combinations", "key_label"]
 Key = Tuple[str, str]
 
 _MISSING = object()  # the value of a key that a combination does not have
+_PLAIN = frozenset({str, int, float, bool, type(None), object})  # values that compare as they are
 
 
 class _Mixed(frozenset):
@@ -76,10 +77,13 @@ def _varying_keys(rows: List[Dict[str, Any]]) -> Tuple[List[Key], Dict[Key, Any]
             first.update(((name, key), value) for key, value in entry.items())
             continue
         entries = [row.get(name, {}) for row in rows]
-        for key in dict.fromkeys(key for each in entries for key in each):
+        keys: Any = entry.keys()
+        if any(each.keys() != keys for each in entries):
+            keys = dict.fromkeys(key for each in entries for key in each)
+        for key in keys:
             column = [each.get(key, _MISSING) for each in entries]
             first[(name, key)] = next(value for value in column if value is not _MISSING)
-            if any(isinstance(value, (dict, list)) for value in column):
+            if not _PLAIN.issuperset(map(type, column)):  # dicts and lists compare by their JSON
                 column = [_value(value) for value in column]
             if column.count(column[0]) != len(column):
                 columns[(name, key)] = column

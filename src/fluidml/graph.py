@@ -285,7 +285,7 @@ def expand_specs(spec_graph: "nx.DiGraph") -> List[Task]:
         if spec.reduce and not spec.predecessors:
             raise TaskSpecError(
                 f'Task "{name}" is a reduce task but requires no other task, so it has nothing to reduce; '
-                f"add {name}.requires(...) or drop reduce={'True' if spec.reduce_keys is None else '...'}.",
+                f"add {name}.requires(...) or drop {'reduce=True' if spec.reduce_keys is None else 'its reduce keys'}.",
                 task_name=name,
                 key="reduce",
             )

@@ -141,6 +141,16 @@ def test_several_predecessors():
     assert configs(flow, "R")[1] == {"A": {"x": 2}, "C": {"z": [1, 2, 3]}, "R": {}}
 
 
+def test_a_full_reducer_beside_the_tasks_it_reduced():
+    """R requires train's full reducer and train: each group holds the full reducer and the
+    training runs of one lr (the members' configs disagree, and are merged as reduce=True does)."""
+    train = spec("train", {"lr": [0.1, 0.2], "seed": [0, 1]}, "product")
+    flow = Flow([spec("R", reduce="seed", requires=[spec("full", reduce=True, requires=[train]), train])])
+    assert groups(flow, "R") == {"R-1": ["full", "train-1", "train-2"], "R-2": ["full", "train-3", "train-4"]}
+    assert configs(flow, "R")[1] == {"full": {}, "train": {"lr": [[0.1, 0.2], 0.2], "seed": [[0, 1], 0, 1]},
+                                     "R": {}}
+
+
 def prep_train_flow():
     prep = spec("prep", {"p": [1, 2]}, "product")
     train = spec("train", {"lr": [0.1, 0.2], "seed": [0, 1, 2]}, "product", requires=[prep])

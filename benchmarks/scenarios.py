@@ -94,6 +94,20 @@ SCENARIOS = [
                         at_most({1000: 0.020, 100000: 3.0}, "s")),),
     ),
     Scenario(
+        name="groupby",
+        script="bench_groupby.py",
+        sizes=(10, 20),
+        quick_sizes=(3,),
+        original_max=0,
+        original_note="no group-by reduce in 0.3.4",
+        metrics=(
+            Metric("group_seconds", "`Flow()` build: {size}×{size}×{size} grid → `reduce=\"c\"` (one axis)", "s"),
+            Metric("full_seconds", "`Flow()` build: the same {size}×{size}×{size} grid → `reduce=True`", "s"),
+            Metric("group_over_full", "{size}×{size}×{size} grid: group-by build / `reduce=True` build", "x",
+                   at_most(1.5, "x")),
+        ),
+    ),
+    Scenario(
         name="sequential",
         script="bench_sequential.py",
         sizes=(1000, 10000),

@@ -5,7 +5,9 @@ predecessor slowest). A combination is valid when its non-reduce members agree o
 config they share (this keeps diamonds consistent); valid combinations are found with a hash join
 on the shared ancestors, so a diamond over n configs costs O(n), not O(n**2). A normal spec makes
 one task per valid combination and expanded config; a reduce spec makes one task that requires
-every task of every valid combination.
+every task of every valid combination; a group reducer (``reduce="seed"``) makes one such task per
+group of combinations (see _reduce_groups.py) and, like a normal task, takes part in the agreement
+check, on its ancestors' configs without the keys it reduced.
 """
 
 import collections
@@ -14,9 +16,10 @@ import gc
 import itertools
 import json
 import os
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Sequence, Tuple
 
 
+from fluidml._reduce_groups import Key, group_combinations
 from fluidml.config import copy_json, prepared_config, relevant_config
 from fluidml.exception import CyclicGraphError, GridSearchExpansionError, TaskNameError, TaskSpecError
 from fluidml.task import Task, task_for_spec
@@ -123,12 +126,33 @@ class _UniqueConfigKeys(dict):
         return self[name] if name in self.spec_graph else default
 
 
+#: Spec name of a group reducer -> {ancestor name: the keys of its config that the reducer reduced}.
+Reduced = Dict[str, Dict[str, FrozenSet[str]]]
+#: What two members of a combination compare: an ancestor's config without some of its keys.
+_Field = Tuple[str, FrozenSet[str]]
+
+
+def _fields(mine: frozenset, mine_reduced: Dict[str, FrozenSet[str]], others: List[Tuple[frozenset, Dict]]) -> List:
+    """The fields a member shares with ``others`` (their keys and reduced keys): each shared ancestor's
+    config without the keys that either side reduced, sorted."""
+    fields = {(name, mine_reduced.get(name, frozenset()) | reduced.get(name, frozenset()))
+              for keys, reduced in others for name in mine & keys}
+    return sorted(fields, key=lambda field: (field[0], sorted(field[1])))
+
+
+def _field_value(task: Task, field: _Field) -> str:
+    entry = task._uc()[field[0]]
+    if field[1]:
+        entry = {key: value for key, value in entry.items() if key not in field[1]}
+    return _canonical(entry)
+
+
 def _valid_combinations(spec: TaskSpec, tasks_of: Dict[str, List[Task]], keys_of: Dict[str, frozenset],
-                        specs: Dict[str, TaskSpec]) -> List[Tuple[Task, ...]]:
-    """Combinations of predecessor tasks (first predecessor slowest) whose non-reduce members agree
-    on every shared ancestor's config."""
+                        specs: Dict[str, TaskSpec], reduced_of: Reduced) -> List[Tuple[Task, ...]]:
+    """Combinations of predecessor tasks (first predecessor slowest) whose non-reduce members (and
+    group reducers) agree on every shared ancestor's config."""
     pred_names = [p.name for p in spec.predecessors]
-    checked = [not specs[name].reduce for name in pred_names]
+    checked = [not specs[name].reduce or name in reduced_of for name in pred_names]
     overlap = False
     if sum(checked) > 1:  # (keys_of is only computed where two members could disagree)
         seen: set = set()
@@ -137,15 +161,16 @@ def _valid_combinations(spec: TaskSpec, tasks_of: Dict[str, List[Task]], keys_of
             seen |= keys_of[name]
     if not overlap:  # nothing to agree on: every combination is valid
         return list(itertools.product(*(tasks_of[name] for name in pred_names)))
-    combos: List[Tuple[Tuple[Task, ...], Dict[str, str]]] = [((), {})]
-    bound: set = set()
+    members_of = [(keys_of[n], reduced_of.get(n, {})) for n in pred_names]
+    combos: List[Tuple[Tuple[Task, ...], Dict[_Field, str]]] = [((), {})]
+    bound: List[Tuple[frozenset, Dict]] = []
     for position, name in enumerate(pred_names):
-        later = set().union(*(keys_of[n] for n, c in zip(pred_names[position + 1:], checked[position + 1:]) if c))
-        keep = sorted(keys_of[name] & later) if checked[position] else []
-        shared = sorted(keys_of[name] & bound) if checked[position] else []
-        index: Dict[tuple, List[Tuple[Task, Dict[str, str]]]] = {}
+        later = [m for m, c in zip(members_of[position + 1:], checked[position + 1:]) if c]
+        keep = _fields(*members_of[position], later) if checked[position] else []
+        shared = _fields(*members_of[position], bound) if checked[position] else []
+        index: Dict[tuple, List[Tuple[Task, Dict[_Field, str]]]] = {}
         for task in tasks_of[name]:
-            entries = {k: _canonical(task._uc()[k]) for k in set(shared) | set(keep)} if shared or keep else {}
+            entries = {f: _field_value(task, f) for f in set(shared) | set(keep)} if shared or keep else {}
             index.setdefault(tuple(entries[k] for k in shared), []).append((task, entries))
         extended = []
         for members, agreed in combos:
@@ -158,7 +183,7 @@ def _valid_combinations(spec: TaskSpec, tasks_of: Dict[str, List[Task]], keys_of
                 extended.append((members + (task,), merged))
         combos = extended
         if checked[position]:
-            bound |= keys_of[name]
+            bound.append(members_of[position])
     return [members for members, _ in combos]
 
 
@@ -223,10 +248,18 @@ def _grid_notation(value: Any) -> Any:
     return value
 
 
-def _reduce_unique_config(spec: TaskSpec, members: List[Task], specs: Dict[str, TaskSpec]) -> Dict[str, Any]:
+def _reduce_unique_config(spec: TaskSpec, members: List[Task], specs: Dict[str, TaskSpec],
+                          reduced: Sequence[Key] = ()) -> Dict[str, Any]:
+    """The members' unique configs merged (see ``_merge_into``), with the spec's own entry last. The
+    ``reduced`` keys of a group reducer are lists even where its group holds one value."""
     merged: Dict[str, Any] = {}
     for task in members:
         _merge_into(merged, task._uc())
+    for name, key in reduced:
+        value = merged.get(name, {}).get(key, _Distinct)
+        if value is not _Distinct and not isinstance(value, _Distinct):
+            merged[name][key] = _Distinct()
+            merged[name][key].add(value)
     rewrite = len(members) > 1
     plain, grid = {}, {}
     for name, value in merged.items():
@@ -245,24 +278,30 @@ def expand_specs(spec_graph: "nx.DiGraph") -> List[Task]:
     specs: Dict[str, TaskSpec] = {name: data["task"] for name, data in spec_graph.nodes(data=True)}
     tasks_of: Dict[str, List[Task]] = {}
     keys_of = _UniqueConfigKeys(spec_graph)
+    reduced_of: Reduced = {}
     for name in nx.topological_sort(spec_graph):
         spec = specs[name]
         spec._uc_keys = keys_of  # lets a task find upstream runs by a larger config (Task.load)
         if spec.reduce and not spec.predecessors:
             raise TaskSpecError(
                 f'Task "{name}" is a reduce task but requires no other task, so it has nothing to reduce; '
-                f"add {name}.requires(...) or drop reduce=True.",
+                f"add {name}.requires(...) or drop {'reduce=True' if spec.reduce_keys is None else 'its reduce keys'}.",
                 task_name=name,
                 key="reduce",
             )
-        combos = _valid_combinations(spec, tasks_of, keys_of, specs)
+        combos = _valid_combinations(spec, tasks_of, keys_of, specs, reduced_of)
         if not combos:
             raise GridSearchExpansionError(
                 f'Task "{name}": its predecessors ({", ".join(p.name for p in spec.predecessors)}) have no '
                 f"tasks whose configs agree on their shared ancestors, so it would get no tasks.",
                 task_name=name,
             )
-        tasks_of[name] = _reduce_tasks(spec, combos, specs) if spec.reduce else _normal_tasks(spec, combos)
+        if spec.reduce_keys:
+            tasks_of[name] = _group_reducer_tasks(spec, combos, specs, keys_of[name] - {name}, reduced_of)
+        elif spec.reduce:
+            tasks_of[name] = _reduce_tasks(spec, combos, specs)
+        else:
+            tasks_of[name] = _normal_tasks(spec, combos)
     ordered: List[Task] = []
     owners: Dict[str, str] = {}
     for name in tasks_of:
@@ -307,6 +346,30 @@ def _reduce_tasks(spec: TaskSpec, combos: List[Tuple[Task, ...]], specs: Dict[st
     for member in members:
         member._successors.append(task)
     return [task]
+
+
+def _group_reducer_tasks(spec: TaskSpec, combos: List[Tuple[Task, ...]], specs: Dict[str, TaskSpec],
+                         upstream: frozenset, reduced_of: Reduced) -> List[Task]:
+    """One reduce task per group of combinations (``reduce="seed"``), in order of the groups."""
+    reduced, kept, groups = group_combinations(spec, combos, specs, upstream)
+    by_name: Dict[str, set] = {}
+    for owner, key in reduced:
+        by_name.setdefault(owner, set()).add(key)
+    reduced_of[spec.name] = {owner: frozenset(keys) for owner, keys in by_name.items()}
+    config = prepared_config(spec.config, spec.config_ignore_prefix)
+    tasks = []
+    for members in groups:
+        task = task_for_spec(spec)
+        task._config = config
+        task._unique_config = _reduce_unique_config(spec, members, specs, reduced)
+        task.reduce_keys = reduced
+        task._predecessors = members
+        for member in members:
+            member._successors.append(task)
+        entries = task._unique_config
+        task._reduce_group = tuple((key, entries[key[0]][key[1]]) for key in kept if key[1] in entries[key[0]])
+        tasks.append(task)
+    return tasks
 
 
 def build_task_graph(tasks: Sequence[Task]) -> "nx.DiGraph":

@@ -10,7 +10,7 @@ import datetime
 import inspect
 from abc import ABC, abstractmethod
 from enum import Enum
-from typing import Any, Dict, List, Mapping, Optional, Type, TypeVar
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -122,6 +122,9 @@ class Task(DependencyMixin, ABC):
         self.force = force
         self.expects = expects
         self.reduce = reduce
+        #: A group reducer's keys, as ("Task", "key") pairs; None for other tasks (set by the Flow).
+        self.reduce_keys: Optional[Tuple[Tuple[str, str], ...]] = None
+        self._reduce_group: Optional[tuple] = None  # a group reducer's ((task, key), value) it keeps
         self._unique_config: Optional[Dict] = None
         self._uc_own: Optional[Dict] = None  # own entry, when the rest comes from the predecessors
         self._meta_unique_config: Optional[MetaDict] = None

@@ -2,7 +2,7 @@
 and the ``requires()`` / ``required_by()`` dependency mix-in shared with expanded Tasks."""
 
 import inspect
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 from fluidml.config import expand_config, prepared_config, relevant_config, to_json_config
 from fluidml.exception import TaskNameError, TaskSpecError
@@ -95,7 +95,10 @@ class TaskSpec(DependencyMixin):
         config: The task's config (JSON values); lists are grids when ``expand`` is set.
         additional_kwargs: Extra arguments passed to the task unchanged; not part of its identity.
         name: The task name (defaults to the class or function name).
-        reduce: Make this a reduce task that receives ``List[Sweep]`` of all upstream expansions.
+        reduce: ``True`` makes this a reduce task: one task that receives ``List[Sweep]`` of all
+            upstream expansions. Config keys (``"seed"``, ``["seed", "fold"]``, ``"Task.key"`` or a
+            ``("Task", "key")`` tuple) make a group reducer: one reduce task per combination of the
+            other varying upstream values, each receiving the sweeps of its group.
         expand: ``"product"``, ``"zip"`` or a registered custom method; ``None`` uses the config as is.
         config_ignore_prefix: Keys with this prefix do not take part in the unique config.
         config_group_prefix: Marks zip groups inside a product grid, e.g. ``[1, 2, "@x"]``.
@@ -109,7 +112,7 @@ class TaskSpec(DependencyMixin):
         config: Optional[Dict[str, Any]] = None,
         additional_kwargs: Optional[Dict[str, Any]] = None,
         name: Optional[str] = None,
-        reduce: Optional[bool] = None,
+        reduce: Optional[Union[bool, str, Tuple[str, str], Sequence[Any]]] = None,
         expand: Optional[str] = None,
         config_ignore_prefix: Optional[str] = None,
         config_group_prefix: Optional[str] = None,
@@ -143,10 +146,12 @@ class TaskSpec(DependencyMixin):
         self.task = task
         self.name: str = _check_name(name if name is not None else task.__name__)
         self.unique_name: str = self.name
+        #: The config keys a group reducer reduces over, as given (None: not a group reducer).
+        self.reduce_keys: Optional[Tuple[ReduceKey, ...]] = _reduce_keys(reduce, self.name)
         if reduce and expand:
             raise TaskSpecError(
                 f'Task "{self.name}": a reduce task gathers all expansions and cannot expand itself; '
-                f"drop expand= or reduce=True.",
+                f"drop expand= or reduce={reduce!r}.",
                 task_name=self.name,
                 key="expand",
             )
@@ -158,7 +163,8 @@ class TaskSpec(DependencyMixin):
             )
         self.config: Dict[str, Any] = to_json_config(config, self.name)
         self.additional_kwargs: Dict[str, Any] = dict(additional_kwargs or {})
-        self.reduce = reduce
+        # True for every reducer, group or full (else None or False, as given)
+        self.reduce: Optional[bool] = True if self.reduce_keys else cast(Optional[bool], reduce)
         self.requests: Optional[Requests] = Requests.of(requests, self.name)
         self.expand_fn = expand
         self.config_ignore_prefix = config_ignore_prefix
@@ -260,6 +266,42 @@ class TaskSpec(DependencyMixin):
             task.unique_config = relevant_config(config, self.config_ignore_prefix)
             tasks.append(task)
         return tasks
+
+
+#: A group reducer's key: ``"key"`` / ``"Task.key"``, or ``("Task", "key")``.
+ReduceKey = Union[str, Tuple[str, str]]
+
+
+def _is_pair(value: Any) -> bool:
+    return (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(part, str) and part for part in value))
+
+
+def _reduce_keys(reduce: Any, name: str) -> Optional[Tuple[ReduceKey, ...]]:
+    """The keys of a group reducer (``reduce="seed"``, ``["seed", "fold"]``, ``("Task", "key")``),
+    checked for their form; None for ``reduce=True``/``False``/``None``. Which upstream key each one
+    names is resolved by the Flow (graph.py)."""
+    if reduce is None or isinstance(reduce, bool):
+        return None
+    items = [reduce] if isinstance(reduce, (str, tuple)) else reduce  # (a tuple is one ("Task", "key") pair)
+    keys: List[ReduceKey] = []
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, str) and item.strip():
+                keys.append(item)
+            elif _is_pair(item):
+                keys.append((item[0], item[1]))
+            else:
+                keys = []
+                break
+    if not keys:
+        raise TaskSpecError(
+            f'Task "{name}": reduce takes True, a config key ("seed" or "Task.seed"), a ("Task", "key") tuple, '
+            f'or a list of them (reduce=["seed", "fold"]); got {reduce!r}.',
+            task_name=name,
+            key="reduce",
+        )
+    return tuple(dict.fromkeys(keys))
 
 
 def _check_name(name: Any) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Dict, List, Optional, Union
 
 import networkx as nx
 
+from fluidml._reduce_groups import key_label
 from fluidml.visualization._layout import ComponentLayout, check_graph, layered_layout
 
 __all__ = ["visualize_graph_interactive"]
@@ -56,13 +57,24 @@ def _describe(graph: nx.Graph, node: Any) -> Dict[str, str]:
         if obj.expand_fn:
             parts.append(f"expand={obj.expand_fn}")
         if obj.reduce:
-            parts.append("reduce")
+            parts.append(_reduce_text(obj.reduce_keys))
         config: Any = obj.config
         kind = ", ".join(parts)
     else:
         config = dict(obj.config)
         kind = f"task {obj.name}"
+        if getattr(obj, "reduce_keys", None):  # a group reducer: which keys, and the values of its group
+            group = ", ".join(f"{key_label(key)}={json.dumps(value, default=repr)}"
+                              for key, value in obj._reduce_group or ())
+            kind += f", {_reduce_text(obj.reduce_keys)}; group: {group or 'all'}"
     return {"kind": kind, "config": json.dumps(config, indent=2, sort_keys=True, default=repr)}
+
+
+def _reduce_text(keys: Any) -> str:
+    """"reduce" for ``reduce=True``; "reduce over train.seed" for a group reducer."""
+    if not keys:
+        return "reduce"
+    return "reduce over " + ", ".join(key if isinstance(key, str) else key_label(key) for key in keys)
 
 
 def _place(layouts: List[ComponentLayout], node_height: float) -> List[Dict[str, Any]]:

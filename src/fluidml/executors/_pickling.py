@@ -9,15 +9,17 @@ again, fork inherits it) uses its own object of that name, any other falls back 
 """
 
 import io
+import os
 import pickle
+import struct
 import sys
 import types
 import weakref
-from typing import Any, NamedTuple, Optional, Tuple
+from typing import Any, List, NamedTuple, Optional, Tuple
 
 import cloudpickle
 
-__all__ = ["SpecRef", "WorkerPickler", "dumps"]
+__all__ = ["Packed", "SpecRef", "WorkerPickler", "dumps", "pack", "receive_buffers", "send_with_buffers"]
 
 
 #: What the main module is called: "__main__", and "__mp_main__" where spawn imported it again.
@@ -77,8 +79,90 @@ class WorkerPickler(cloudpickle.Pickler):
         return super().reducer_override(obj)
 
 
-def dumps(obj: Any) -> bytes:
-    """``obj`` pickled for a worker process (``pickle.loads`` reads it)."""
-    buffer = io.BytesIO()
-    WorkerPickler(buffer).dump(obj)
-    return buffer.getvalue()
+def dumps(obj: Any, buffers: Optional[List[pickle.PickleBuffer]] = None) -> bytes:
+    """``obj`` pickled for a worker process (``pickle.loads`` reads it). With a ``buffers`` list, large
+    buffers (numpy arrays, ``Packed`` objects) are appended to it instead of copied into the stream
+    (pickle protocol 5, out of band); ``pickle.loads(data, buffers=...)`` then needs them back."""
+    stream = io.BytesIO()
+    callback = None if buffers is None else buffers.append
+    WorkerPickler(stream, protocol=5, buffer_callback=callback).dump(obj)
+    return stream.getvalue()
+
+
+class Packed:
+    """An object pickled now, with its large buffers kept apart and not copied (``pack``).
+
+    Pickled again out of band (``dumps(..., buffers=...)``), it costs no copy of those buffers;
+    ``load()`` rebuilds the object on them.
+    """
+
+    __slots__ = ("header", "buffers")
+
+    def __init__(self, header: bytes, buffers: List[Any]):
+        self.header = header
+        self.buffers = buffers
+
+    def load(self) -> Any:
+        """The object, rebuilt on the buffers (a numpy array uses their memory as it is)."""
+        return pickle.loads(self.header, buffers=self.buffers)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return Packed, (self.header, [pickle.PickleBuffer(b) for b in self.buffers])
+
+
+def pack(obj: Any) -> Packed:
+    """``obj`` pickled at once (so a problem shows at the call), its large buffers referenced."""
+    buffers: List[pickle.PickleBuffer] = []
+    header = dumps(obj, buffers)
+    return Packed(header, [b.raw() for b in buffers])
+
+
+def send_with_buffers(conn: Any, message: Tuple, buffers: List[pickle.PickleBuffer]) -> None:
+    """Sends ``message`` with the sizes of ``buffers`` appended, then each buffer as a raw frame."""
+    views = [b.raw() for b in buffers]
+    conn.send((*message, [v.nbytes for v in views]))
+    for view in views:
+        conn.send_bytes(view)
+
+
+def receive_buffers(conn: Any, sizes: List[int]) -> List[bytearray]:
+    """The raw frames that follow a message of ``send_with_buffers``, each read straight into its own
+    writable buffer (the pipe's bytes are copied once, into it)."""
+    buffers = []
+    for size in sizes:
+        buffer = bytearray(size)
+        _read_frame_into(conn, buffer)
+        buffers.append(buffer)
+    return buffers
+
+
+def _read_frame_into(conn: Any, buffer: bytearray) -> None:
+    """Reads one ``send_bytes`` frame into ``buffer``. ``Connection.recv_bytes_into`` would read the
+    frame into a temporary copy first, so on POSIX the frame is read from the descriptor directly
+    (a Connection reads exactly what a frame holds, so nothing it buffers is skipped)."""
+    if os.name != "posix":
+        conn.recv_bytes_into(buffer)
+        return
+    with io.FileIO(conn.fileno(), "rb", closefd=False) as raw:
+        size = struct.unpack("!i", _read_exactly(raw, 4))[0]
+        if size == -1:  # frames over 2 GiB carry their size in 8 more bytes
+            size = struct.unpack("!Q", _read_exactly(raw, 8))[0]
+        if size != len(buffer):
+            raise EOFError(f"expected a frame of {len(buffer)} bytes, got one of {size}")
+        view = memoryview(buffer)
+        position = 0
+        while position < size:
+            count = raw.readinto(view[position:])
+            if not count:
+                raise EOFError("the pipe closed in the middle of a frame")
+            position += count
+
+
+def _read_exactly(raw: Any, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = raw.read(size - len(data))
+        if not chunk:
+            raise EOFError("the pipe closed in the middle of a frame")
+        data += chunk
+    return data

@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from fluidml.config import config_digest
 from fluidml.executors import _pickling
+from fluidml.executors._pickling import Packed
 from fluidml.runner import PredecessorRef
 from fluidml.storage.base import SAVED_RESULTS, ResultsStore, StoreContext
 
@@ -22,7 +23,7 @@ __all__ = ["ParentStore", "answer_call", "apply_writes", "snapshot"]
 FORWARDED_READS = frozenset({"load", "get_context", "open", "stored_configs"})
 
 Call = Callable[[str, Tuple, Dict[str, Any]], Any]
-Snapshot = Dict[Tuple[str, str], Dict[str, Optional[bytes]]]  # (task name, digest) -> name -> pickled object
+Snapshot = Dict[Tuple[str, str], Dict[str, Optional[Packed]]]  # (task name, digest) -> name -> pickled object
 Write = Tuple[str, Tuple, Dict[str, Any]]  # (method, arguments, keyword arguments)
 
 
@@ -37,7 +38,7 @@ class ParentStore(ResultsStore):
         super().__init__()
         self._call = call
         self._writes: List[Write] = []
-        self._objects: Dict[Tuple[str, str], Dict[str, Optional[bytes]]] = {}  # pickled; None: deleted
+        self._objects: Dict[Tuple[str, str], Dict[str, Optional[Packed]]] = {}  # pickled; None: deleted
         self._cleared: Set[Tuple[str, str]] = set()  # runs deleted by this job
 
     def seed(self, snapshot: "Snapshot") -> None:
@@ -54,10 +55,11 @@ class ParentStore(ResultsStore):
 
     def save(self, obj: Any, name: str, type_: Optional[str] = None, task_name: str = "",
              task_unique_config: Optional[Dict] = None, **kwargs: Any) -> None:
-        """Keeps ``obj`` (pickled now, so a problem shows at the ``save`` call) for the parent."""
+        """Keeps ``obj`` for the parent: pickled now, so a problem shows at the ``save`` call, with
+        its large buffers (numpy arrays) referenced, not copied, until they are sent."""
         config = task_unique_config or {}
         try:
-            data = _pickling.dumps(obj)
+            data = _pickling.pack(obj)
         except Exception as exc:
             raise TypeError(
                 f'Task "{task_name}": the object "{name}" cannot be sent to the parent process, which holds the '
@@ -71,7 +73,7 @@ class ParentStore(ResultsStore):
         objects = self._objects.get(key)
         if objects is not None and name in objects:
             data = objects[name]
-            return None if data is None else pickle.loads(data)
+            return None if data is None else data.load()
         if key in self._cleared:
             return None
         return self._call("load", (name, task_name, task_unique_config), kwargs)
@@ -112,8 +114,8 @@ def snapshot(store: ResultsStore, task: Any, predecessors: Sequence[PredecessorR
     return taken
 
 
-def _dumped(obj: Any) -> Optional[bytes]:
-    return None if obj is None else _pickling.dumps(obj)
+def _dumped(obj: Any) -> Optional[Packed]:
+    return None if obj is None else _pickling.pack(obj)
 
 
 def answer_call(store: ResultsStore, payload: bytes) -> Tuple[bool, Any]:
@@ -129,11 +131,11 @@ def answer_call(store: ResultsStore, payload: bytes) -> Tuple[bool, Any]:
 
 def apply_writes(store: ResultsStore, writes: List[Write], encoded: bool = True) -> None:
     """Applies a job's writes to the parent's store, in the order the task made them. Saved objects
-    are pickled (``encoded``) or as they are."""
+    are ``Packed`` (``encoded``) or as they are."""
     for method, args, kwargs in writes:
         if method == "save":
             data, name, task_name, config = args
-            obj = pickle.loads(data) if encoded else data
+            obj = data.load() if encoded else data
             store.save(obj, name, task_name=task_name, task_unique_config=config, **kwargs)
         elif method == "delete":
             store.delete(*args)

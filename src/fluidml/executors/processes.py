@@ -159,7 +159,8 @@ class ProcessExecutor(Executor):
             if job.task._spec is not None:
                 self._specs.add(job.task._spec)
             prefetched = None if self._store_in_workers else snapshot(self._store, job.task, job.predecessors)
-            payload = _pickling.dumps((self._specs.shippable(job), job.predecessors, job.reason, prefetched))
+            buffers: List[Any] = []  # large inputs, sent raw after the job (not copied into it)
+            payload = _pickling.dumps((self._specs.shippable(job), job.predecessors, job.reason, prefetched), buffers)
         except Exception as exc:
             error = TypeError(
                 f'Task "{job.task.unique_name}" cannot be sent to a worker process: {exc}. Its class or function, '
@@ -174,7 +175,7 @@ class ProcessExecutor(Executor):
             if worker.specs_sent < len(self._specs.specs):
                 worker.conn.send((SPECS, self._specs.payload))
                 worker.specs_sent = len(self._specs.specs)
-            worker.conn.send((JOB, job.task_id, payload))
+            _pickling.send_with_buffers(worker.conn, (JOB, job.task_id, payload), buffers)
         except OSError:  # it died while booting: reported when its sentinel fires
             pass
 
@@ -230,11 +231,12 @@ class ProcessExecutor(Executor):
                 return
             kind = message[0]
             if kind == DONE:
-                _, task_id, outcome_data, writes_data = message
+                _, task_id, outcome_data, writes_data, sizes = message
+                buffers = _pickling.receive_buffers(worker.conn, sizes)
                 job, worker.job = worker.job, None
                 self._idle.append(worker)
                 outcome = _unpack_outcome(outcome_data, job)
-                self._apply_writes(writes_data, outcome)
+                self._apply_writes(writes_data, buffers, outcome)
                 self._completions.append(Completion(task_id, outcome))
             elif kind == LOG:
                 record = message[1]
@@ -247,10 +249,10 @@ class ProcessExecutor(Executor):
             elif kind == FATAL:
                 raise RuntimeError(f"Worker process {worker.name} could not start:\n{message[1]}")
 
-    def _apply_writes(self, data: bytes, outcome: Outcome) -> None:
+    def _apply_writes(self, data: bytes, buffers: List[bytearray], outcome: Outcome) -> None:
         """Applies what a task wrote to a store of this process; if that fails, the task fails."""
         try:
-            writes = pickle.loads(data)
+            writes = pickle.loads(data, buffers=buffers)
             if isinstance(writes, Exception):
                 raise writes
             apply_writes(self._store, writes)

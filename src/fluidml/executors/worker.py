@@ -50,6 +50,11 @@ class Channel:
         with self._send_lock, _sigint_blocked():
             self.conn.send(message)
 
+    def send_with_buffers(self, message: Tuple, buffers: List[Any]) -> None:
+        """Sends ``message`` followed by raw ``buffers`` (see ``_pickling.send_with_buffers``)."""
+        with self._send_lock, _sigint_blocked():
+            _pickling.send_with_buffers(self.conn, message, buffers)
+
     def call(self, method: str, args: Tuple, kwargs: Dict[str, Any]) -> Any:
         """Calls ``method`` on the parent's store and returns its result (or raises its error)."""
         with self._call_lock:
@@ -124,7 +129,7 @@ class _OutputWriter(io.TextIOBase):
         self._stream = stream
         self._original = original
         self._tee = tee
-        self._pending = ""
+        self._pending: List[str] = []  # text after the last line break (a list: appending stays O(1))
         self._lock = threading.Lock()
 
     @property
@@ -143,16 +148,19 @@ class _OutputWriter(io.TextIOBase):
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         with self._lock:
-            self._pending += text
-            if "\n" in self._pending:
-                complete, _, self._pending = self._pending.rpartition("\n")
-                self._send(complete + "\n")
+            head, newline, tail = text.rpartition("\n")  # only the new text is searched: linear in the output
+            if newline:
+                self._pending.append(head + newline)
+                self._send("".join(self._pending))
+                self._pending = [tail] if tail else []
+            elif text:
+                self._pending.append(text)
         return len(text)
 
     def flush(self) -> None:
         with self._lock:
             if self._pending:
-                text, self._pending = self._pending, ""
+                text, self._pending = "".join(self._pending), []
                 self._send(text)
 
     def _send(self, text: str) -> None:
@@ -225,10 +233,11 @@ def worker_main(conn: Any, worker: str, setup: bytes) -> None:
             continue
         if message[0] != JOB:
             _exit_now(stdout, stderr)
-        _, task_id, payload = message
+        _, task_id, payload, sizes = message
+        buffers = _pickling.receive_buffers(conn, sizes)
         gate.busy, gate.interrupted = True, False
         try:
-            outcome = _run_job(payload, specs, store, resource)
+            outcome = _run_job(payload, buffers, specs, store, resource)
         except KeyboardInterrupt as exc:  # interrupted outside the task's own code
             outcome = Outcome(TaskState.KILLED, error=exc, traceback="KeyboardInterrupt\n")
         finally:
@@ -236,7 +245,9 @@ def worker_main(conn: Any, worker: str, setup: bytes) -> None:
         stdout.flush()
         stderr.flush()
         writes = store.take_writes() if isinstance(store, ParentStore) else []
-        channel.send((DONE, task_id, pack_outcome(outcome), _pack_writes(writes)))
+        out_of_band: List[Any] = []
+        data = _pack_writes(writes, out_of_band)
+        channel.send_with_buffers((DONE, task_id, pack_outcome(outcome), data), out_of_band)
 
 
 def _exit_now(*streams: Any) -> None:
@@ -249,9 +260,10 @@ def _exit_now(*streams: Any) -> None:
     os._exit(0)
 
 
-def _run_job(payload: bytes, specs: List[Any], store: ResultsStore, resource: Any) -> Outcome:
+def _run_job(payload: bytes, buffers: List[bytearray], specs: List[Any], store: ResultsStore,
+             resource: Any) -> Outcome:
     try:
-        task, predecessors, reason, prefetched = pickle.loads(payload)
+        task, predecessors, reason, prefetched = pickle.loads(payload, buffers=buffers)
         resolve_specs(task, specs)
     except Exception as exc:
         return Outcome(TaskState.FAILED, error=exc, traceback=traceback.format_exc())
@@ -266,10 +278,12 @@ def _run_job(payload: bytes, specs: List[Any], store: ResultsStore, resource: An
                        run_name=task.run_name, sweep_counter=task.sweep_counter, run_history=task.run_history)
 
 
-def _pack_writes(writes: List[Write]) -> bytes:
+def _pack_writes(writes: List[Write], buffers: List[Any]) -> bytes:
+    """The writes pickled, their saved objects' large buffers appended to ``buffers`` (sent raw)."""
     try:
-        return _pickling.dumps(writes)
+        return _pickling.dumps(writes, buffers)
     except Exception as exc:  # e.g. an unpicklable keyword argument of save(): nothing is applied
+        buffers.clear()
         return _pickling.dumps(TypeError(f"The task's writes to the results store cannot be sent to the parent "
                                            f"process: {exc}"))
 

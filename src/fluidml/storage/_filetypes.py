@@ -12,10 +12,12 @@ import shutil
 from dataclasses import dataclass
 from typing import IO, Any, AnyStr, Callable, Dict, Iterator, List, Optional
 
+from fluidml.exception import StoredResultDamaged
+from fluidml.storage._integrity import Damaged, load_checked
 from fluidml.storage.base import Promise
 
-__all__ = ["File", "FilePromise", "TypeInfo", "builtin_types", "remove_path", "replace_into_place", "temp_path",
-           "write_atomic"]
+__all__ = ["File", "FilePromise", "TypeInfo", "builtin_types", "remove_leftovers", "remove_path", "replace_into_place",
+           "temp_path", "write_atomic"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +129,28 @@ def remove_path(path: str) -> None:
             raise
 
 
+def remove_leftovers(directory: str) -> None:
+    """Removes the temporary files (see ``temp_path``) that processes of this machine which have
+    died left in ``directory`` and below (a write cut short). Those of live processes stay."""
+    for root, dirs, files in os.walk(directory):
+        for name in files + dirs:
+            if not name.startswith(".~"):
+                continue
+            pid = name[2:].partition("-")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                remove_path(os.path.join(root, name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
 def replace_into_place(temp: str, path: str) -> None:
     """Moves the finished ``temp`` (a file or a directory) to ``path``, replacing what is there."""
     try:
@@ -167,7 +191,8 @@ class File:
 
     It opens ``path`` at once with ``open_fn(path, mode, **open_kwargs)`` (the builtin ``open`` by
     default), delegates the usual file methods, and adds ``save(obj)`` / ``load()`` through the
-    type's functions. Use it as a context manager, or call ``close()``.
+    type's functions. Use it as a context manager, or call ``close()`` (which calls ``on_close``,
+    if given: the store then records the file's new size and checksum).
     """
 
     def __init__(
@@ -178,6 +203,8 @@ class File:
         load_fn: Callable,
         open_fn: Optional[Callable] = None,
         load_kwargs: Optional[Dict] = None,
+        *,
+        on_close: Optional[Callable[[], None]] = None,
         **open_kwargs: Any,
     ):
         self.path = path
@@ -188,6 +215,7 @@ class File:
         self.load_kwargs = load_kwargs or {}
         self.open_kwargs = open_kwargs
         self._file = (open_fn or open)(path, mode, **open_kwargs)
+        self._on_close = on_close
 
     @classmethod
     def from_promise(cls, promise: "FilePromise") -> "File":
@@ -233,6 +261,9 @@ class File:
 
     def close(self) -> None:
         self._file.close()
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
 
     @property
     def closed(self) -> bool:
@@ -263,7 +294,10 @@ class File:
 class FilePromise(Promise):
     """A stored object that is read only when ``load()`` is called (what lazy inputs receive).
 
-    ``mode`` is the read mode (``None`` for types that load from a path).
+    ``mode`` is the read mode (``None`` for types that load from a path). ``entry`` (the object's
+    recorded size and checksum) and ``verify`` say what is checked when it loads; ``on_damage``
+    makes the error for a damaged object (it gets the path and what is wrong), and ``on_change``
+    records a change made through ``store.open(promise=..., mode="a")``.
     """
 
     def __init__(
@@ -275,6 +309,11 @@ class FilePromise(Promise):
         open_fn: Optional[Callable] = None,
         mode: Optional[str] = None,
         load_kwargs: Optional[Dict] = None,
+        *,
+        entry: Optional[Dict[str, Any]] = None,
+        verify: bool = False,
+        on_damage: Optional[Callable[[str, str], BaseException]] = None,
+        on_change: Optional[Callable[[], None]] = None,
         **open_kwargs: Any,
     ):
         self.name = name
@@ -285,20 +324,28 @@ class FilePromise(Promise):
         self.mode = mode
         self.load_kwargs = load_kwargs or {}
         self.open_kwargs = open_kwargs
+        self.entry = entry or {}
+        self.verify = verify
+        self.on_damage = on_damage
+        self.on_change = on_change  # called after the file was written through open(promise=...)
 
     def __repr__(self) -> str:
         return f"<fluidml FilePromise {self.name!r} at {self.path!r}>"
 
     def load(self, **kwargs: Any) -> Any:
-        """Loads the actual object (None, with a warning, if the file is gone)."""
+        """Loads the actual object. A file that is gone or not what was saved raises
+        ``StoredResultDamaged``."""
         kwargs = {**self.load_kwargs, **kwargs}
+        mode = self.mode
+        opener = None if mode is None else (lambda: (self.open_fn or open)(self.path, mode, **self.open_kwargs))
+        raw = mode is not None and "b" in mode and self.open_fn is None
         try:
-            if self.mode is None:
-                return self.load_fn(self.path, **kwargs)
-            with File(self.path, self.mode, self.save_fn, self.load_fn, self.open_fn, **self.open_kwargs) as file:
-                return file.load(**kwargs)
-        except FileNotFoundError:
-            logger.warning('The object "%s" is gone: %s does not exist.', self.name, self.path)
-            return None
+            return load_checked(self.path, self.entry, lambda file: self.load_fn(file, **kwargs), opener,
+                                self.verify, raw)
+        except Damaged as damaged:
+            if self.on_damage is not None:
+                raise self.on_damage(self.path, str(damaged)) from damaged.__cause__
+            raise StoredResultDamaged(f'The object "{self.name}" cannot be read: {self.path} {damaged}.',
+                                      key=self.name, location=self.path) from damaged.__cause__
         except IsADirectoryError:
             return self.load_fn(self.path, **kwargs)

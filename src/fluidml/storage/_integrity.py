@@ -14,8 +14,8 @@ import zlib
 from stat import S_ISDIR
 from typing import IO, Any, Callable, Dict, Iterator, Optional, Tuple
 
-__all__ = ["ChecksumReader", "ChecksumWriter", "Damaged", "check_entry", "checksum_path", "load_checked",
-           "size_of"]
+__all__ = ["ALWAYS_VERIFIED", "ChecksumReader", "ChecksumWriter", "Damaged", "check_entry", "checksum_path",
+           "hex_crc", "load_checked", "size_of"]
 
 _BLOCK = 1 << 20  # bytes read at a time when a file is checksummed
 #: Errors that mean the bytes of an object are not what its type wrote (truncated, cut, garbled).
@@ -178,23 +178,31 @@ def check_entry(path: str, entry: Dict[str, Any], deep: bool = False) -> Optiona
     return None
 
 
+#: Objects up to this size have their checksum checked on every load (it costs little next to
+#: loading them); larger ones with ``LocalFileStore(verify=True)``.
+ALWAYS_VERIFIED = 256 * 1024
+
+
 def load_checked(path: str, entry: Dict[str, Any], load: Callable[[Any], Any], opener: Optional[Callable[[], Any]],
                  verify: bool, raw: bool = False) -> Any:
     """Loads an object and checks it against its entry; raises ``Damaged`` when the file is not
-    what was saved (missing, wrong size; wrong checksum with ``verify``, or when loading fails).
+    what was saved: missing, of another size, or of another checksum (checked for objects up to
+    ``ALWAYS_VERIFIED`` bytes, for all with ``verify``, and whenever loading fails).
 
     ``opener()`` opens the file (None for types that load from the path); ``load(file_or_path)``
     loads it; ``raw`` says that the opened file gives the file's bytes as they are (a binary file
-    of the builtin ``open``), so that they are checksummed as they are read. A load that fails on a file whose checksum is right raises its own error: the
-    bytes are as saved, the load function failed. Without integrity data (stores of fluidml 0.3.4
-    and 0.4.0), undecodable bytes count as damage.
+    of the builtin ``open``), so that a large one is checksummed as it is read. A load that fails
+    on a file whose checksum is right raises its own error: the bytes are as saved, the load
+    function failed. Without integrity data (stores of fluidml 0.3.4 and 0.4.0), undecodable bytes
+    count as damage.
     """
     problem = check_entry(path, entry)
     if problem is not None:
         raise Damaged(problem)
-    crc = entry.get("crc32")
+    crc, size = entry.get("crc32"), entry.get("size")
+    checked = bool(crc) and (verify or (size is not None and size <= ALWAYS_VERIFIED))
     try:
-        if verify and crc and opener is not None and raw:
+        if checked and raw and opener is not None and (size is None or size > ALWAYS_VERIFIED):
             with opener() as file:
                 reader = ChecksumReader(file)
                 obj = load(reader)
@@ -202,7 +210,7 @@ def load_checked(path: str, entry: Dict[str, Any], load: Callable[[Any], Any], o
             if actual != crc:
                 raise Damaged(f"does not hold what was saved (crc32 {actual}, saved {crc})")
             return obj
-        if verify and crc:
+        if checked:
             problem = check_entry(path, entry, deep=True)
             if problem is not None:
                 raise Damaged(problem)
@@ -216,7 +224,7 @@ def load_checked(path: str, entry: Dict[str, Any], load: Callable[[Any], Any], o
         raise Damaged("is missing") from None
     except Exception as error:
         if crc:
-            problem = check_entry(path, entry, deep=True)
+            problem = None if checked else check_entry(path, entry, deep=True)
             if problem is not None:
                 raise Damaged(problem) from error
             raise

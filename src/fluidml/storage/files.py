@@ -56,7 +56,8 @@ class LocalFileStore(ResultsStore):
 
     Args:
         base_dir: The directory that holds the results (created when needed).
-        verify: Check every object's checksum when it is loaded (its size is always checked).
+        verify: Check every object's checksum when it is loaded. Without it, sizes are always
+            checked, and checksums of objects up to 256 KiB (where that costs next to nothing).
 
     Attributes:
         base_dir: The base directory that is used to store results from tasks.

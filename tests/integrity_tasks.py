@@ -1,0 +1,68 @@
+"""Tasks of the integrity tests (module-level, so every executor can import them)."""
+
+import sys
+from typing import List
+
+from fluidml import Task
+from fluidml.storage import Sweep
+
+
+def produce(value, task):
+    """Saves its value as "x" (pickle)."""
+    task.save(value, "x")
+
+
+def attempt(value, task, fail=False):
+    """Saves "x" (and, when it fails, "extra" first) and appends to a log; fails if ``fail``."""
+    with task.open("log", mode="a", type_="text") as log:
+        log.write(f"attempt fail={fail}\n")
+    if fail:
+        task.save("from the failed attempt", "extra")
+    task.save(value, "x")
+    if fail:
+        raise RuntimeError("this attempt fails")
+
+
+def consume(x, task, extra="default"):
+    """Saves what it got: x, and extra (or its default)."""
+    task.save([x, extra], "seen")
+
+
+def total(x: List[Sweep], task):
+    """Reduce: the sum of every x and how many there were."""
+    task.save(sum(s.value for s in x), "total")
+    task.save(len(x), "count")
+
+
+def exits(task, code=3):
+    """Calls sys.exit inside the task."""
+    sys.exit(code)
+
+
+class UnprintableError(Exception):
+    """An exception whose __str__ raises."""
+
+    def __str__(self):
+        raise RuntimeError("no text for this error")
+
+
+def unprintable(task):
+    raise UnprintableError("hidden")
+
+
+class SlowTask(Task):
+    """Saves its value after a short while (so it runs beside a failing task in a pool)."""
+
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+    def run(self):
+        import time
+
+        time.sleep(0.5)
+        self.save(self.value, "x")
+
+
+def takes_kwarg(task, lock=None):
+    task.save(lock is not None, "had_lock")

@@ -66,3 +66,17 @@ class SlowTask(Task):
 
 def takes_kwarg(task, lock=None):
     task.save(lock is not None, "had_lock")
+
+
+def attempt_plain(value, task, fail=False):
+    """Like ``attempt``, without a log (for stores that cannot open files)."""
+    if fail:
+        task.save("from the failed attempt", "extra")
+    task.save(value, "x")
+    if fail:
+        raise RuntimeError("this attempt fails")
+
+
+def produce_bytes(size, task):
+    """Saves ``size`` bytes as "x" (large enough for several GridFS chunks)."""
+    task.save(bytes(range(256)) * (size // 256), "x")

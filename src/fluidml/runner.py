@@ -108,7 +108,7 @@ def gather_inputs(task: Task, predecessors: Sequence[PredecessorRef], store: Res
         for name in expects:
             sweeps = []
             for position, pred in enumerate(predecessors):
-                value = _load(store, name, pred, name in lazy)
+                value = _load(store, name, pred, name in lazy, task)
                 if value is not None:
                     config = configs.get(position)
                     if config is None:  # a copy: the reducer may change it, the run's identity must not
@@ -120,7 +120,7 @@ def gather_inputs(task: Task, predecessors: Sequence[PredecessorRef], store: Res
         source: Dict[str, str] = {}
         for pred in predecessors:
             for name in expects:
-                value = _load(store, name, pred, name in lazy)
+                value = _load(store, name, pred, name in lazy, task)
                 if value is None:
                     continue
                 if name in inputs:
@@ -148,14 +148,15 @@ def gather_inputs(task: Task, predecessors: Sequence[PredecessorRef], store: Res
     return inputs
 
 
-def _load(store: ResultsStore, name: str, pred: PredecessorRef, lazy: bool) -> Any:
+def _load(store: ResultsStore, name: str, pred: PredecessorRef, lazy: bool, task: Task) -> Any:
     try:
         if lazy:
             return store.load(name, pred.name, pred.unique_config, lazy=True)
         return store.load(name, pred.name, pred.unique_config)
     except StoredResultDamaged as error:  # never a default or a shorter list: the task fails
         if hasattr(error, "add_note"):
-            error.add_note(f'fluidml: "{name}" is an input of a task run after "{pred.unique_name}".')
+            error.add_note(f'fluidml: task "{task.unique_name}" loads it as its input "{name}" from '
+                           f'"{pred.unique_name}".')
         raise
 
 

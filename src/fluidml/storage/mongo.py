@@ -263,11 +263,16 @@ class MongoDBStore(ResultsStore):
 
     def _delete_files(self, file_ids: Iterable[Any]) -> None:
         import gridfs.errors
+        import pymongo.errors
 
-        bucket = self._collections().bucket
+        handles = self._collections()
         for ref in file_ids:
-            with contextlib.suppress(gridfs.errors.NoFile):
-                bucket.delete(ref)
+            try:
+                handles.bucket.delete(ref)
+            except gridfs.errors.NoFile:
+                pass  # (its chunks are deleted too)
+            except pymongo.errors.OperationFailure:  # a server that refuses to delete a file without its files entry
+                handles.chunks.delete_many({"files_id": ref})
 
     # ------------------------------------------------------------------------------ objects
 

@@ -1,10 +1,11 @@
 """Tasks of the integrity tests (module-level, so every executor can import them)."""
 
+import os
 import sys
 from typing import List
 
 from fluidml import Task
-from fluidml.storage import Sweep
+from fluidml.storage import LocalFileStore, Sweep, TypeInfo
 
 
 def produce(value, task):
@@ -80,3 +81,47 @@ def attempt_plain(value, task, fail=False):
 def produce_bytes(size, task):
     """Saves ``size`` bytes as "x" (large enough for several GridFS chunks)."""
     task.save(bytes(range(256)) * (size // 256), "x")
+
+
+def _write_text(obj, file):
+    file.write(str(obj))
+
+
+def _read_text(file):
+    return file.read()
+
+
+def _open_full_disk(path, mode, **kwargs):
+    """Opens /dev/full instead of ``path``: every write there fails with ENOSPC, as on a full disk."""
+    return open("/dev/full", mode, **kwargs)
+
+
+class FullDiskStore(LocalFileStore):
+    """A LocalFileStore whose type "full" writes to a full disk."""
+
+    def __init__(self, base_dir):
+        super().__init__(base_dir)
+        self.type_registry["full"] = TypeInfo(_write_text, _read_text, "txt", open_fn=_open_full_disk)
+
+
+def saves_to_full_disk(task):
+    task.save("x" * 100000, "big", type_="full")
+
+
+def saves_long_name(task):
+    task.save(1, "n" * 300)
+
+
+def blocks_its_info(task):
+    """Puts a directory where its run's info file goes, so that the info cannot be written."""
+    os.mkdir(os.path.join(task.get_store_context().run_dir, "fluidml_info.json"))
+
+
+def removes_its_run(task):
+    """Removes its own run through another store object (as another process's force would), then saves."""
+    LocalFileStore(task.results_store.base_dir).delete_run(task.name, task.unique_config)
+    task.save(1, "x")
+
+
+def saves_config(task, type_="json"):
+    task.save({"mine": True}, "config", type_=type_)

@@ -140,3 +140,18 @@ def test_verify_lists_damage_without_changing_anything_and_repair_marks_it(store
     grid().run(results_store=store, observers=[recorder])
     assert sorted(recorder.executed) == ["produce_bytes-1", "produce_bytes-2"]
     assert verify(store) == []
+
+
+def test_an_unreachable_server_stops_the_run_leaving_every_task_not_run(recorder):
+    """A server that cannot be reached stops the run at its first task, whatever exit_on_error says
+    (StoreUnavailableError); no task started, and every one is listed as not run."""
+    from fluidml.exception import StoreUnavailableError
+    from mongo_server import free_port
+
+    store = MongoDBStore("db", host=f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=300")
+    flow = Flow([TaskSpec(task=t.produce, config={"value": [1, 2]}, expand="product")])
+    with pytest.raises(StoreUnavailableError, match="is not reachable"):
+        flow.run(results_store=store, exit_on_error=False, observers=[recorder])
+    assert recorder.ended == []
+    assert {name: state.value for name, state in recorder.summary.states.items()} == {
+        "produce-1": "pending", "produce-2": "pending"}

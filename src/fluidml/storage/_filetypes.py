@@ -10,14 +10,14 @@ import os
 import pickle
 import shutil
 from dataclasses import dataclass
-from typing import IO, Any, AnyStr, Callable, Dict, Iterator, List, Optional
+from typing import IO, Any, AnyStr, Callable, Dict, Iterator, List, Optional, Tuple
 
 from fluidml.exception import StoredResultDamaged
-from fluidml.storage._integrity import Damaged, load_checked
+from fluidml.storage._integrity import ChecksumWriter, Damaged, checksum_path, hex_crc, load_checked
 from fluidml.storage.base import Promise
 
 __all__ = ["File", "FilePromise", "TypeInfo", "builtin_types", "remove_leftovers", "remove_path", "replace_into_place",
-           "temp_path", "write_atomic"]
+           "temp_path", "write_atomic", "write_new_object", "write_object"]
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +181,45 @@ def write_atomic(path: str, data: AnyStr) -> None:
     except BaseException:
         remove_path(temp)
         raise
+
+
+def write_object(type_info: TypeInfo, obj: Any, path: str, mode: str, open_kwargs: Optional[Dict], kwargs: Dict) -> None:
+    """Writes ``obj`` to ``path`` with its type's save function (a ``TypeInfo``), in place."""
+    if type_info.needs_path:
+        type_info.save_fn(obj, path, **kwargs)
+        return
+    file = (type_info.open_fn or open)(path, mode, **(open_kwargs or {}))
+    try:
+        type_info.save_fn(obj, file, **kwargs)
+    finally:
+        file.close()
+
+
+def write_new_object(type_info: TypeInfo, obj: Any, path: str, mode: str, open_kwargs: Optional[Dict], kwargs: Dict,
+                     name: str) -> Tuple[int, str]:
+    """Writes an object through a temporary file that replaces ``path`` once complete; returns its
+    size and checksum, counted as it is written where its bytes pass through here (a binary file
+    of the builtin ``open``), else read back from the new file."""
+    temp = temp_path(path)
+    try:
+        if type_info.needs_path:
+            type_info.save_fn(obj, temp, **kwargs)
+            if not os.path.lexists(temp):
+                raise FileNotFoundError(f'The save function of the type for "{name}" did not write {temp}.')
+            size, crc = checksum_path(temp)
+        elif type_info.open_fn is None and "b" in mode:
+            with open(temp, mode, **(open_kwargs or {})) as file:
+                writer = ChecksumWriter(file)
+                type_info.save_fn(obj, writer, **kwargs)
+            size, crc = (writer.size, hex_crc(writer.crc)) if writer.exact else checksum_path(temp)
+        else:
+            write_object(type_info, obj, temp, mode, open_kwargs, kwargs)
+            size, crc = checksum_path(temp)
+        replace_into_place(temp, path)
+    except BaseException:
+        remove_path(temp)
+        raise
+    return size, crc
 
 
 # ------------------------------------------------------------------------------ File, FilePromise

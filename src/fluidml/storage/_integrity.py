@@ -83,7 +83,7 @@ class ChecksumReader:
     """Wraps a binary file opened for reading and checksums the bytes read through it (what a
     load function such as ``pickle.load`` needs: ``read``, ``readinto``, ``readline``)."""
 
-    def __init__(self, file: IO[bytes]):
+    def __init__(self, file: Any):
         self._file = file
         self.crc = 0
         self.size = 0

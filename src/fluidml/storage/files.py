@@ -22,16 +22,13 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from fluidml.config import config_digest, hashed_config
 from fluidml.exception import ResultsStoreError, StoredResultDamaged
 from fluidml.storage._filetypes import (
-    File, FilePromise, TypeInfo, builtin_types, remove_leftovers, remove_path, replace_into_place, temp_path,
+    File, FilePromise, TypeInfo, builtin_types, remove_leftovers, remove_path, write_new_object, write_object,
 )
-from fluidml.storage._integrity import ChecksumWriter, Damaged, check_entry, checksum_path, hex_crc, load_checked
+from fluidml.storage._integrity import Damaged, check_entry, checksum_path, load_checked
 from fluidml.storage._runindex import CONFIG_FILE, RunIndex
-from fluidml.storage._runlayout import (
-    INFO_FILE, BadFile, InfoCache, entry_kwargs, info_entries, legacy_entries, make_entry, mark_run_dir, write_info,
-)
-from fluidml.storage.base import (
-    SAVED_RESULTS, TASK_INFO, Damage, ResultsStore, StoreContext, damage_error, damage_marker,
-)
+from fluidml.storage._runlayout import INFO_FILE, BadFile, entry_kwargs, make_entry
+from fluidml.storage._runrecords import Entries, RunRecords
+from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, Damage, ResultsStore, StoreContext, damage_error
 
 __all__ = ["File", "FilePromise", "LocalFileStore", "TypeInfo"]
 
@@ -39,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 _BAD_NAME_CHARS = ("/", "\\", "\x00")
 _RESERVED_FILES = (CONFIG_FILE, INFO_FILE)  # a run's own files, which no object may replace
-Entries = Dict[str, Dict[str, Any]]
 
 
 class LocalFileStore(ResultsStore):
@@ -74,16 +70,14 @@ class LocalFileStore(ResultsStore):
         self.type_registry: Dict[str, TypeInfo] = builtin_types()
         self._run_info: Any = None
         self._index = RunIndex(self.base_dir)
-        self._pending: Dict[Tuple[str, str], Entries] = {}  # runs this object writes: their objects so far
-        self._infos = InfoCache()
+        self._records = RunRecords(self._index.locked)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_dir!r})"
 
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
-        # the planning process's run naming and runs in progress; a copy starts without them
-        state.update(_run_info=None, _pending={}, _infos=InfoCache())
+        state["_run_info"] = None  # the planning process's; a copy names no directories
         return state
 
     @property
@@ -167,41 +161,43 @@ class LocalFileStore(ResultsStore):
             raise KeyError(f"LocalFileStore has no type {name!r}; registered types: {sorted(self.type_registry)}. "
                            f"Register it with a TypeInfo in type_registry (see LocalFileStore).") from None
 
+    def _key(self, task_name: str, config: Dict) -> Tuple[str, str]:
+        return task_name, config_digest(config)
+
     def begin_attempt(self, task_name: str, task_unique_config: Dict) -> None:
         """From now until its info is saved, the run's objects are listed in memory (this store
         object is the run's only writer) and written once, with the info: only what this attempt
         saves is listed. Temporary files that writers which have died left in the run are removed."""
-        self._pending[(task_name, config_digest(task_unique_config))] = {}
+        self._records.begin(self._key(task_name, task_unique_config))
         run_dir = self._find_run(task_name, task_unique_config)
         if run_dir is not None:
             remove_leftovers(run_dir)
 
     def _read_info(self, run_dir: str, task_name: str, config: Dict) -> Optional[Dict[str, Any]]:
         try:
-            return self._infos.read(run_dir)
+            return self._records.info(run_dir)
         except BadFile as bad:
-            raise damage_error(task_name, hashed_config(config).hash, TASK_INFO, bad.location, bad.problem,
-                               marked=False) from None
+            raise self._unreadable(task_name, config, bad) from None
 
     def _entries(self, run_dir: str, task_name: str, config: Dict) -> Entries:
-        """The run's saved objects: those of the attempt in progress here, else its info's (or, in
-        the older layout, its registry's)."""
-        pending = self._pending.get((task_name, config_digest(config)))
-        if pending is not None:
-            return pending
-        entries = info_entries(self._read_info(run_dir, task_name, config))
-        if entries is not None:
-            return entries
+        """The run's saved objects (see ``RunRecords.entries``)."""
         try:
-            return legacy_entries(run_dir)
+            return self._records.entries(run_dir, self._key(task_name, config))
         except BadFile as bad:
-            raise damage_error(task_name, hashed_config(config).hash, SAVED_RESULTS, bad.location, bad.problem,
-                               marked=False) from None
+            raise self._unreadable(task_name, config, bad) from None
+
+    @staticmethod
+    def _unreadable(task_name: str, config: Dict, bad: BadFile) -> StoredResultDamaged:
+        key = TASK_INFO if os.path.basename(bad.location) == INFO_FILE else SAVED_RESULTS
+        return damage_error(task_name, hashed_config(config).hash, key, bad.location, bad.problem, marked=False)
 
     def _path(self, run_dir: str, name: str, entry: Dict[str, Any]) -> Tuple[str, TypeInfo]:
         type_info = self._type(entry.get("type"))
         obj_dir = os.path.normpath(os.path.join(run_dir, entry.get("dir") or "."))
         return os.path.join(obj_dir, type_info.file_name(name)), type_info
+
+    def _path_of(self, run_dir: str, name: str, entry: Dict[str, Any]) -> str:
+        return self._path(run_dir, name, entry)[0]
 
     def _object_dir(self, run_dir: str, sub_dir: Optional[str]) -> Tuple[str, str]:
         """(directory, directory relative to the run) for an object saved with ``sub_dir``."""
@@ -214,76 +210,14 @@ class LocalFileStore(ResultsStore):
         os.makedirs(obj_dir, exist_ok=True)
         return obj_dir, relative
 
-    def _record(self, run_dir: str, task_name: str, config: Dict, name: str, entry: Optional[Dict]) -> None:
-        """Lists (or, with ``entry=None``, unlists) an object of the run: in memory while the run's
-        attempt is in progress here, else in its info file at once."""
-        pending = self._pending.get((task_name, config_digest(config)))
-        if pending is not None:
-            if entry is None:
-                pending.pop(name, None)
-            else:
-                pending[name] = entry
-            return
-
-        def change(entries: Entries) -> None:
-            if entry is None:
-                entries.pop(name, None)
-            else:  # (an object still being written through open() has no size yet)
-                entries[name] = {key: value for key, value in entry.items() if key != "_deferred"}
-        self._rewrite_info(run_dir, None, change)
-
-    def _rewrite_info(self, run_dir: str, info: Optional[Dict], change: Callable[[Entries], None],
-                      **json_kwargs: Any) -> None:
-        """Rewrites the run's info file (``info`` if given, else the one there) with its objects
-        changed by ``change``; a run in the older layout is converted to format 2."""
-        with self._index.locked():
-            self._infos.forget(run_dir)
-            try:
-                stored = self._infos.read(run_dir)
-            except BadFile:
-                stored = None  # unreadable: written anew
-            entries = info_entries(stored)
-            legacy = entries is None
-            if entries is None:
-                try:
-                    entries = legacy_entries(run_dir)
-                except BadFile:
-                    entries = {}
-            entries = dict(entries)
-            change(entries)
-            write_info(run_dir, info if info is not None else stored or {}, entries, legacy=legacy,
-                       **(json_kwargs or {"indent": 4}))
-            self._infos.forget(run_dir)
-
-    def _save_info(self, info: Dict[str, Any], run_dir: str, task_name: str, config: Dict, json_kwargs: Dict) -> None:
-        """Writes the run's info, with the objects its attempt saved (then the attempt is over)."""
-        pending = self._pending.pop((task_name, config_digest(config)), None)
-        if pending is None:
-            self._rewrite_info(run_dir, info, lambda entries: None, **json_kwargs)
-            return
-        entries = {}
-        for name, entry in pending.items():
-            if entry.pop("_deferred", False):  # written through open() or appended: read it now
-                path = self._path(run_dir, name, entry)[0]
-                try:
-                    entry["size"], entry["crc32"] = checksum_path(path)
-                except FileNotFoundError:
-                    logger.warning('Task "%s": the object "%s" it opened is gone (%s); it is not listed as saved.',
-                                   task_name, name, path)
-                    continue
-            entries[name] = entry
-        write_info(run_dir, info, entries, **json_kwargs)
-        self._infos.forget(run_dir)
-
     def _damaged(self, run_dir: str, task_name: str, config: Dict, name: str, location: str,
                  problem: str) -> StoredResultDamaged:
         """The error for a damaged object; the run is marked not finished (unless its attempt is in
         progress here)."""
-        marked = (task_name, config_digest(config)) not in self._pending
+        marked = self._records.attempt(self._key(task_name, config)) is None
         if marked:
             try:
-                mark_run_dir(run_dir, location, problem)
-                self._infos.forget(run_dir)
+                self._records.mark(run_dir, location, problem)
             except OSError as error:
                 logger.warning("Cannot mark the damaged run %s as not finished: %s", run_dir, error)
                 marked = False
@@ -296,18 +230,8 @@ class LocalFileStore(ResultsStore):
         return functools.partial(self._rechecksum, run_dir, task_name, config, name)
 
     def _rechecksum(self, run_dir: str, task_name: str, config: Dict, name: str) -> None:
-        """Records the size and checksum of an object written through an open file (at once for a
-        run whose attempt is not in progress here; else when the run's info is written)."""
-        if (task_name, config_digest(config)) in self._pending:
-            return
-
-        def change(entries: Entries) -> None:
-            entry = entries.get(name)
-            if entry is not None:
-                size, crc = checksum_path(self._path(run_dir, name, entry)[0])
-                entries[name] = dict(entry, size=size, crc32=crc)
         with self._writing(task_name, name, run_dir, run_dir):
-            self._rewrite_info(run_dir, None, change)
+            self._records.rechecksum(run_dir, self._key(task_name, config), name, self._path_of)
 
     @contextlib.contextmanager
     def _writing(self, task_name: str, name: str, run_dir: str, path: str) -> Iterator[None]:
@@ -351,29 +275,29 @@ class LocalFileStore(ResultsStore):
             return  # the list of saved objects is kept with the run's info
         type_info = self._type(type_)
         run_dir = self._run_dir(task_name, task_unique_config)
+        key = self._key(task_name, task_unique_config)
         if name == TASK_INFO:
             with self._writing(task_name, name, run_dir, os.path.join(run_dir, INFO_FILE)):
-                self._save_info(obj, run_dir, task_name, task_unique_config, kwargs)
+                self._records.save_info(run_dir, key, obj, self._path_of, **kwargs)
             return
         path = os.path.join(run_dir, sub_dir or "", type_info.file_name(name))
         mode = mode or type_info.write_mode()
-        attempt = self._pending.get((task_name, config_digest(task_unique_config)))
-        pending = attempt is not None
-        if pending and "a" in mode and name not in attempt:
+        attempt = self._records.attempt(key)
+        if attempt is not None and "a" in mode and name not in attempt:
             mode = mode.replace("a", "w")  # every attempt starts clean: nothing of an earlier one is appended to
         with self._writing(task_name, name, run_dir, path):
             obj_dir, relative = self._object_dir(run_dir, sub_dir)
             path = os.path.join(obj_dir, type_info.file_name(name))
             _check_reserved(run_dir, path, name, task_name)
             if "a" in mode or "+" in mode:  # appending to or updating the file there is: in place
-                _write(type_info, obj, path, mode, open_kwargs, kwargs)
-                size, crc = (None, None) if pending else checksum_path(path)
+                write_object(type_info, obj, path, mode, open_kwargs, kwargs)
+                size, crc = (None, None) if attempt is not None else checksum_path(path)
             else:
-                size, crc = _write_new(type_info, obj, path, mode, open_kwargs, kwargs, name)
+                size, crc = write_new_object(type_info, obj, path, mode, open_kwargs, kwargs, name)
             entry = make_entry(type_ or "pickle", relative, size, crc, open_kwargs, load_kwargs)
             if size is None:
                 entry["_deferred"] = True
-            self._record(run_dir, task_name, task_unique_config, name, entry)
+            self._records.record(run_dir, key, name, entry)
 
     def load(self, name: str, task_name: str, task_unique_config: Dict, lazy: bool = False,
              **kwargs: Any) -> Optional[Any]:
@@ -430,25 +354,24 @@ class LocalFileStore(ResultsStore):
         run_dir = self._find_run(task_name, task_unique_config)
         if run_dir is not None and name == TASK_INFO:
             remove_path(os.path.join(run_dir, INFO_FILE))
-            self._infos.forget(run_dir)
+            self._records.forget(run_dir)
             return
         entry = None if run_dir is None else self._entries(run_dir, task_name, task_unique_config).get(name)
         if run_dir is None or entry is None:
             logger.debug('Nothing to delete: task "%s" has no object "%s" for this config.', task_name, name)
             return
-        remove_path(self._path(run_dir, name, entry)[0])
-        self._record(run_dir, task_name, task_unique_config, name, None)
+        remove_path(self._path_of(run_dir, name, entry))
+        self._records.record(run_dir, self._key(task_name, task_unique_config), name, None)
 
     def delete_run(self, task_name: str, task_unique_config: Dict) -> None:
         """Deletes the run's whole directory (leftovers of interrupted writes included)."""
         task_dir = self._task_dir(task_name)
         digest = config_digest(task_unique_config)
-        self._pending.pop((task_name, digest), None)
         dir_name = self._index.find(task_name, digest)
+        self._records.drop((task_name, digest), None if dir_name is None else os.path.join(task_dir, dir_name))
         if dir_name is None:
             logger.debug('Nothing to delete: task "%s" has no run for this config.', task_name)
             return
-        self._infos.forget(os.path.join(task_dir, dir_name))
         try:
             self._index.remove(task_name, digest)
         except OSError as error:
@@ -503,7 +426,7 @@ class LocalFileStore(ResultsStore):
                         load_kwargs, **{**stored_open_kwargs, **open_kwargs})
         run_dir = self._run_dir(task_name, task_unique_config)
         entry = self._entries(run_dir, task_name, task_unique_config).get(name) if "a" in mode else None
-        if "a" in mode and entry is None and (task_name, config_digest(task_unique_config)) in self._pending:
+        if "a" in mode and entry is None and self._records.attempt(self._key(task_name, task_unique_config)) is not None:
             mode = mode.replace("a", "w")  # every attempt starts clean: nothing of an earlier one is appended to
         if entry is not None:
             entry = dict(entry, size=None, crc32=None)
@@ -521,7 +444,7 @@ class LocalFileStore(ResultsStore):
                         entry_kwargs(entry)[0], on_close=self._on_change(run_dir, task_name, task_unique_config, name),
                         **open_kwargs)
             entry["_deferred"] = True
-            self._record(run_dir, task_name, task_unique_config, name, entry)
+            self._records.record(run_dir, self._key(task_name, task_unique_config), name, entry)
         return file
 
     def _register_result(self, name: Optional[str], task_name: str, task_unique_config: Dict) -> None:
@@ -539,60 +462,14 @@ class LocalFileStore(ResultsStore):
         run_dir = self._find_run(task_name, task_unique_config)
         if run_dir is None:
             return []
-        return self._dir_damage(task_name, run_dir, deep, config_digest(task_unique_config) if deep else None)
-
-    def _dir_damage(self, task_name: str, run_dir: str, deep: bool, digest: Optional[str]) -> List[Damage]:
-        run_id = os.path.basename(run_dir)
-        try:
-            info = self._infos.read(run_dir)
-            if info is None:
-                return []  # not finished: nothing to reuse, nothing to check
-            entries = info_entries(info)
-            if entries is None:
-                entries = legacy_entries(run_dir)
-        except BadFile as bad:
-            return [Damage(task_name, run_id, bad.location, bad.problem)]
-        found = []
-        marker = damage_marker(info)
-        if marker is not None:
-            found.append(Damage(task_name, run_id, str(marker.get("location")), f"{marker.get('problem')} (marked)"))
-        config_path = os.path.join(run_dir, CONFIG_FILE)
-        if deep:
-            config = RunIndex._read_config(run_dir)
-            if config is None:
-                found.append(Damage(task_name, run_id, config_path, "is missing or unreadable"))
-            elif digest is not None and config_digest(config) != digest:
-                found.append(Damage(task_name, run_id, config_path, "holds another config than its run was made for"))
-        elif not os.path.exists(config_path):
-            found.append(Damage(task_name, run_id, config_path, "is missing"))
-        for name, entry in entries.items():
-            try:
-                path = self._path(run_dir, name, entry)[0]
-            except KeyError:
-                continue  # a type this store does not know: its file name cannot be told
-            problem = check_entry(path, entry, deep)
-            if problem is not None:
-                found.append(Damage(task_name, run_id, path, problem))
-        return found
+        digest = config_digest(task_unique_config) if deep else None
+        return self._records.damage(task_name, run_dir, self._path_of, deep, digest)
 
     def check_runs(self, task_name: str, repair: bool = False) -> List[Damage]:
         """Deep checks of every run directory of the task (``fluidml.results.verify``); with
         ``repair``, damaged runs are marked not finished."""
         task_dir = self._task_dir(task_name)
-        digests = self._index.digests(task_name)
-        try:
-            dir_names = sorted(e.name for e in os.scandir(task_dir) if not e.name.startswith(".") and e.is_dir())
-        except FileNotFoundError:
-            return []
-        found: List[Damage] = []
-        for dir_name in dir_names:
-            run_dir = os.path.join(task_dir, dir_name)
-            damage = self._dir_damage(task_name, run_dir, True, digests.get(dir_name))
-            if damage and repair:
-                mark_run_dir(run_dir, damage[0].location, damage[0].problem)
-                self._infos.forget(run_dir)
-            found.extend(damage)
-        return found
+        return self._records.check_task(task_name, task_dir, self._index.digests(task_name), self._path_of, repair)
 
 
 def _field(info: Any, key: str) -> Optional[str]:
@@ -625,40 +502,3 @@ def _check_run(task_name: Optional[str], task_unique_config: Optional[Dict]) -> 
 
 def _binary(mode: str, type_info: TypeInfo) -> str:
     return mode + "b" if type_info.is_binary and "b" not in mode and not type_info.needs_path else mode
-
-
-def _write(type_info: TypeInfo, obj: Any, path: str, mode: str, open_kwargs: Optional[Dict], kwargs: Dict) -> None:
-    if type_info.needs_path:
-        type_info.save_fn(obj, path, **kwargs)
-        return
-    file = (type_info.open_fn or open)(path, mode, **(open_kwargs or {}))
-    try:
-        type_info.save_fn(obj, file, **kwargs)
-    finally:
-        file.close()
-
-
-def _write_new(type_info: TypeInfo, obj: Any, path: str, mode: str, open_kwargs: Optional[Dict], kwargs: Dict,
-               name: str) -> Tuple[int, str]:
-    """Writes an object through a temporary file that replaces ``path`` once complete; returns its
-    size and checksum (counted as it is written where the bytes pass through here)."""
-    temp = temp_path(path)
-    try:
-        if type_info.needs_path:
-            type_info.save_fn(obj, temp, **kwargs)
-            if not os.path.lexists(temp):
-                raise FileNotFoundError(f'The save function of the type for "{name}" did not write {temp}.')
-            size, crc = checksum_path(temp)
-        elif type_info.open_fn is None and "b" in mode:
-            with open(temp, mode, **(open_kwargs or {})) as file:
-                writer = ChecksumWriter(file)
-                type_info.save_fn(obj, writer, **kwargs)
-            size, crc = (writer.size, hex_crc(writer.crc)) if writer.exact else checksum_path(temp)
-        else:
-            _write(type_info, obj, temp, mode, open_kwargs, kwargs)
-            size, crc = checksum_path(temp)
-        replace_into_place(temp, path)
-    except BaseException:
-        remove_path(temp)
-        raise
-    return size, crc

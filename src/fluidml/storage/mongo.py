@@ -24,13 +24,11 @@ import os
 import threading
 from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
-from fluidml.config import HashedConfig, config_digest, hashed_config
+from fluidml.config import HashedConfig, hashed_config
 from fluidml.exception import ResultsStoreError, StoredResultDamaged, StoreUnavailableError
-from fluidml.storage._integrity import DECODE_ERRORS
-from fluidml.storage._mongo_objects import BrokenFile, decode, encode, file_id, is_entry
-from fluidml.storage.base import (
-    SAVED_RESULTS, TASK_INFO, Damage, ResultsStore, StoreContext, damage_error, damage_marker, info_problem,
-)
+from fluidml.storage._mongo_checks import Broken, RunDocs, field_of
+from fluidml.storage._mongo_objects import encode, file_id
+from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, Damage, ResultsStore, StoreContext, damage_error, info_problem
 
 __all__ = ["MongoDBStore"]
 
@@ -54,22 +52,11 @@ def _require_pymongo() -> None:
         ) from error
 
 
-def _field(name: str) -> str:
-    """The document field of an object name (never starts with ``$``, holds no ``.``)."""
-    return _OBJ + name.replace("%", "%25").replace(".", "%2E").replace("$", "%24")
+_field = field_of
 
 
 def _key(task_name: str, config: HashedConfig) -> Dict[str, str]:
     return {"task": task_name, "digest": config.digest}
-
-
-class _Broken(Exception):
-    """A part of a run document (or its GridFS file) that cannot be read: where, and what is wrong."""
-
-    def __init__(self, location: str, problem: str):
-        super().__init__(f"{location} {problem}")
-        self.location = location
-        self.problem = problem
 
 
 class _Handles(NamedTuple):
@@ -332,29 +319,30 @@ class MongoDBStore(ResultsStore):
         config = hashed_config(task_unique_config)
         field = "saved" if name == SAVED_RESULTS else _field(name)
         with self._guard("loading", task_name, name, config):
+            docs = self._docs()
             for attempt in range(2):
                 doc = self._collections().runs.find_one(_key(task_name, config), {field: 1, "saved": 1})
                 if doc is None:
                     self._absent = (task_name, config.digest)
                     return None
                 try:
-                    saved = self._saved(doc)
+                    saved = docs.saved(doc)
                     if name == SAVED_RESULTS:
                         return saved
                     if doc.get(field) is None:
                         if name != TASK_INFO and saved and name in saved:
-                            raise _Broken(self._where(doc, field), "is missing, but the run lists the object as saved")
+                            raise Broken(docs.where(doc, field), "is missing, but the run lists the object as saved")
                         return None
-                    value = self._decode(doc, field)
+                    value = docs.decode(doc, field)
                     problem = info_problem(value) if name == TASK_INFO else None
                     if problem is not None:
-                        raise _Broken(self._where(doc, field), f"is not a run info: {problem}")
+                        raise Broken(docs.where(doc, field), f"is not a run info: {problem}")
                     return value
                 except gridfs.errors.NoFile:
                     if attempt == 0:
                         continue  # replaced by another process between the two reads: read again
-                    broken = _Broken(self._gridfs_where(doc.get(field)), "is missing")
-                except _Broken as error:
+                    broken = Broken(docs.gridfs_where(doc.get(field)), "is missing")
+                except Broken as error:
                     broken = error
                 break
         raise self._damaged(task_name, config, name, broken)
@@ -366,55 +354,33 @@ class MongoDBStore(ResultsStore):
 
         config = hashed_config(task_unique_config)
         with self._guard("loading the results", task_name, config=config):
+            docs = self._docs()
             doc = self._collections().runs.find_one(_key(task_name, config))
             if doc is None:
                 return None
             name = SAVED_RESULTS
             try:
-                names = self._saved(doc)
+                names = docs.saved(doc)
                 if not names:
                     return None
                 results = {}
                 for name in names:
                     field = _field(name)
                     if doc.get(field) is None:
-                        raise _Broken(self._where(doc, field), "is missing, but the run lists the object as saved")
+                        raise Broken(docs.where(doc, field), "is missing, but the run lists the object as saved")
                     try:
-                        results[name] = self._decode(doc, field)
+                        results[name] = docs.decode(doc, field)
                     except gridfs.errors.NoFile:
-                        raise _Broken(self._gridfs_where(doc[field]), "is missing") from None
+                        raise Broken(docs.gridfs_where(doc[field]), "is missing") from None
                 return results
-            except _Broken as error:
+            except Broken as error:
                 broken = error
         raise self._damaged(task_name, config, name, broken)
 
-    def _where(self, doc: Dict[str, Any], field: str) -> str:
-        return f"{self.db}/{self.collection_name}/{doc.get('_id')}/{field}"
+    def _docs(self) -> RunDocs:
+        return RunDocs(self._collections(), self.db, self.collection_name)
 
-    def _gridfs_where(self, entry: Any) -> str:
-        return f"{self.db}/{self.collection_name}.files/{file_id(entry)}"
-
-    def _saved(self, doc: Dict[str, Any]) -> Optional[List[str]]:
-        saved = doc.get("saved")
-        if saved is not None and not (isinstance(saved, list) and all(isinstance(n, str) for n in saved)):
-            raise _Broken(self._where(doc, "saved"), "is not a list of object names")
-        return None if saved is None else list(saved)
-
-    def _decode(self, doc: Dict[str, Any], field: str) -> Any:
-        """The object in a field; raises ``_Broken`` if it cannot be read (``NoFile`` if its GridFS
-        file is gone: it may have been replaced in the meantime)."""
-        entry = doc[field]
-        if not is_entry(entry):
-            raise _Broken(self._where(doc, field), f"holds {type(entry).__name__}, not an object this store wrote")
-        handles = self._collections()
-        try:
-            return decode(entry, handles.files, handles.chunks)
-        except BrokenFile as error:
-            raise _Broken(self._gridfs_where(entry), str(error)) from None
-        except DECODE_ERRORS as error:
-            raise _Broken(self._where(doc, field), f"cannot be decoded ({type(error).__name__}: {error})") from None
-
-    def _damaged(self, task_name: str, config: HashedConfig, name: str, broken: _Broken) -> StoredResultDamaged:
+    def _damaged(self, task_name: str, config: HashedConfig, name: str, broken: Broken) -> StoredResultDamaged:
         """The error for a damaged part of a run; a damaged object marks its run not finished (the
         planner sees a damaged info or registry itself)."""
         marked = name not in (TASK_INFO, SAVED_RESULTS)
@@ -519,7 +485,7 @@ class MongoDBStore(ResultsStore):
         config = hashed_config(task_unique_config)
         with self._guard("checking the run", task_name, config=config):
             doc = self._collections().runs.find_one(_key(task_name, config))
-            return [] if doc is None else self._doc_damage(task_name, doc)
+            return [] if doc is None else self._docs().damage(task_name, doc)
 
     def check_runs(self, task_name: str, repair: bool = False) -> List[Damage]:
         """Deep checks of every run of the task (``fluidml.results.verify``); with ``repair``,
@@ -530,62 +496,8 @@ class MongoDBStore(ResultsStore):
             ids = [doc["_id"] for doc in runs.find({"task": task_name, "stored": True}, {"_id": 1})]
             for doc_id in ids:
                 doc = runs.find_one({"_id": doc_id})
-                damage = [] if doc is None else self._doc_damage(task_name, doc)
+                damage = [] if doc is None else self._docs().damage(task_name, doc)
                 if damage and repair:
                     self.mark_damaged(task_name, doc.get("config") or {}, damage[0])
                 found.extend(damage)
         return found
-
-    def _doc_damage(self, task_name: str, doc: Dict[str, Any]) -> List[Damage]:
-        import gridfs.errors
-
-        run_id = str(doc.get("sweep_counter"))
-        info_field = _field(TASK_INFO)
-        try:
-            saved = self._saved(doc) or []
-            if doc.get(info_field) is None:
-                return []  # not finished: nothing to reuse, nothing to check
-            info = self._decode(doc, info_field)
-            problem = info_problem(info)
-            if problem is not None:
-                raise _Broken(self._where(doc, info_field), f"is not a run info: {problem}")
-        except gridfs.errors.NoFile:
-            return [Damage(task_name, run_id, self._gridfs_where(doc.get(info_field)), "is missing")]
-        except _Broken as broken:
-            return [Damage(task_name, run_id, broken.location, broken.problem)]
-        run_id = str(info.get("id") or run_id)
-        found = []
-        marker = damage_marker(info)
-        if marker is not None:
-            found.append(Damage(task_name, run_id, str(marker.get("location")), f"{marker.get('problem')} (marked)"))
-        if not isinstance(doc.get("config"), dict) or config_digest(doc["config"]) != doc.get("digest"):
-            found.append(Damage(task_name, run_id, self._where(doc, "config"),
-                                "does not hold the config its run was made for"))
-        for name in saved:
-            field = _field(name)
-            entry = doc.get(field)
-            if entry is None:
-                found.append(Damage(task_name, run_id, self._where(doc, field),
-                                    "is missing, but the run lists the object as saved"))
-            elif not is_entry(entry):
-                found.append(Damage(task_name, run_id, self._where(doc, field), "is not an object this store wrote"))
-            elif file_id(entry) is not None:
-                problem = self._gridfs_problem(entry)
-                if problem is not None:
-                    found.append(Damage(task_name, run_id, self._gridfs_where(entry), problem))
-        return found
-
-    def _gridfs_problem(self, entry: Dict[str, Any]) -> Optional[str]:
-        """What is wrong with an object's GridFS file (its chunks are counted, not read), or None."""
-        handles = self._collections()
-        info = handles.files.find_one({"_id": file_id(entry)})
-        if info is None:
-            return "is missing"
-        if entry.get("size") is not None and info.get("length") != entry["size"]:
-            return f"has {info.get('length')} bytes, {entry['size']} were saved"
-        count = -(-int(info["length"]) // int(info["chunkSize"]))
-        present = {doc["n"] for doc in handles.chunks.find({"files_id": info["_id"]}, {"n": 1, "_id": 0})}
-        missing = sorted(set(range(count)) - present)
-        if missing:
-            return f"is missing chunk(s) {', '.join(map(str, missing[:5]))} of {count}"
-        return None

@@ -209,14 +209,18 @@ def test_a_truncated_object_reruns_its_producer(base, recorder, clean_total):
     assert results["total"][0].results == clean_total
 
 
-def test_a_deleted_config_file_reruns_the_task_in_its_directory(base, recorder):
-    """A finished run whose config.json is gone is damaged: it runs again, in its directory, and
-    its config.json is back."""
+def test_a_deleted_config_file_is_found_by_verify_and_repaired_in_its_directory(base, recorder):
+    """A finished run whose config.json is gone is still found through the index (planning does
+    not read config files); verify reports it, and once repaired the run runs again, in its
+    directory, and its config.json is back."""
+    from fluidml.results import verify
+
     store = LocalFileStore(str(base))
     grid_flow().run(num_workers=1, run_name="r", results_store=store)
     config = run_dir(base, "produce", "r-000") / "config.json"
     config.unlink()
-    assert not store.is_finished("produce", {"produce": {"value": 1}})
+    [damage] = verify(store, repair=True)
+    assert (damage.location, damage.problem) == (str(config), "is missing or unreadable")
     grid_flow().run(num_workers=1, results_store=store, observers=[recorder])
     assert recorder.executed == ["produce-1"]
     assert json.loads(config.read_text()) == {"produce": {"value": 1}}

@@ -76,22 +76,27 @@ def entry_kwargs(entry: Dict[str, Any]) -> Tuple[Dict[str, Any], Dict[str, Any]]
 def read_info(run_dir: str) -> Optional[Dict[str, Any]]:
     """The run's info, or None if it has none; raises ``BadFile`` if it cannot be read or is not
     shaped like a run info."""
-    path = os.path.join(run_dir, INFO_FILE)
+    return _read_info(run_dir + os.sep + INFO_FILE)[0]
+
+
+def _read_info(path: str) -> Tuple[Optional[Dict[str, Any]], Optional[os.stat_result]]:
+    """(the info in ``path`` or None if there is none, the stat of the file read)."""
     try:
         with open(path, "rb") as file:
+            stat = os.fstat(file.fileno())
             data = file.read()
     except FileNotFoundError:
-        return None
+        return None, None
     except OSError as error:
         raise BadFile(path, f"cannot be read ({error})") from error
     try:
-        info = json.loads(data)
-    except ValueError as error:
+        info = json.loads(data.decode("utf-8"))
+    except ValueError as error:  # (UnicodeDecodeError too)
         raise BadFile(path, f"is not valid JSON ({error})") from error
     problem = info_problem(info)
     if problem is not None:
         raise BadFile(path, f"is not a run info: {problem}")
-    return info
+    return info, stat
 
 
 def info_entries(info: Optional[Dict[str, Any]]) -> Optional[Dict[str, Dict[str, Any]]]:
@@ -171,30 +176,42 @@ def mark_run_dir(run_dir: str, location: str, problem: str) -> None:
 
 class InfoCache:
     """The infos a store read last, each kept with the stat of its file and used only while the
-    file is unchanged (so planning reads a cached run's info once, not once per check)."""
+    file is unchanged. The info read last is used again without a stat by the next read of the
+    same run (planning reads a cached run's info, then checks the run: one read, no second stat)."""
 
     def __init__(self) -> None:
         self._infos: Dict[str, Tuple[Tuple[int, int, int, int], Optional[Dict[str, Any]]]] = {}
+        self._last: Tuple[Optional[str], Optional[Dict[str, Any]]] = (None, None)
 
     def read(self, run_dir: str) -> Optional[Dict[str, Any]]:
         """``read_info(run_dir)``, from the cache while the file is unchanged."""
-        path = os.path.join(run_dir, INFO_FILE)
-        try:
-            stat = os.stat(path)
-        except FileNotFoundError:
+        last_dir, last_info = self._last
+        if last_dir == run_dir:
+            self._last = (None, None)
+            return last_info
+        path = run_dir + os.sep + INFO_FILE
+        cached = self._infos.get(run_dir)
+        if cached is not None:
+            try:
+                stat = os.stat(path)
+            except FileNotFoundError:
+                self._infos.pop(run_dir, None)
+                return None
+            except OSError as error:
+                raise BadFile(path, f"cannot be read ({error})") from error
+            if cached[0] == (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns):
+                self._last = (run_dir, cached[1])
+                return cached[1]
+        info, read = _read_info(path)
+        if read is None:
             self._infos.pop(run_dir, None)
             return None
-        except OSError as error:
-            raise BadFile(path, f"cannot be read ({error})") from error
-        signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
-        cached = self._infos.get(run_dir)
-        if cached is not None and cached[0] == signature:
-            return cached[1]
-        info = read_info(run_dir)
         if len(self._infos) >= _CACHED_INFOS:
             self._infos.clear()
-        self._infos[run_dir] = (signature, info)
+        self._infos[run_dir] = ((read.st_ino, read.st_size, read.st_mtime_ns, read.st_ctime_ns), info)
+        self._last = (run_dir, info)
         return info
 
     def forget(self, run_dir: str) -> None:
         self._infos.pop(run_dir, None)
+        self._last = (None, None)

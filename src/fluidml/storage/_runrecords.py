@@ -166,9 +166,9 @@ class RunRecords:
     def damage(self, task_name: str, run_dir: str, path_of: PathOf, deep: bool = False,
                digest: Optional[str] = None) -> List[Damage]:
         """What is wrong with a finished run directory: an unreadable info or list of objects, a
-        missing config.json, a saved object gone or of another size (with ``deep``: another
-        checksum, or a config.json that does not hold the config of ``digest``), a damage it was
-        marked with. A run without info is not finished: nothing is checked."""
+        saved object gone or of another size, a damage it was marked with (with ``deep`` also: an
+        object of another checksum, a config.json that is gone or does not hold the config of
+        ``digest``). A run without info is not finished: nothing is checked."""
         run_id = os.path.basename(run_dir)
         try:
             info = self._infos.read(run_dir)
@@ -183,15 +183,13 @@ class RunRecords:
         marker = damage_marker(info)
         if marker is not None:
             found.append(Damage(task_name, run_id, str(marker.get("location")), f"{marker.get('problem')} (marked)"))
-        config_path = os.path.join(run_dir, CONFIG_FILE)
-        if deep:
+        if deep:  # (runs are found through the index: planning does not need their config.json)
+            config_path = run_dir + os.sep + CONFIG_FILE
             config = RunIndex._read_config(run_dir)
             if config is None:
                 found.append(Damage(task_name, run_id, config_path, "is missing or unreadable"))
             elif digest is not None and config_digest(config) != digest:
                 found.append(Damage(task_name, run_id, config_path, "holds another config than its run was made for"))
-        elif not os.path.exists(config_path):
-            found.append(Damage(task_name, run_id, config_path, "is missing"))
         for name, entry in entries.items():
             try:
                 path = path_of(run_dir, name, entry)

@@ -88,10 +88,13 @@ def info_problem(info: Any) -> Optional[str]:
     extra = info.get(EXTRA)
     if extra is not None and not isinstance(extra, dict):
         return f'its "{EXTRA}" entry is {type(extra).__name__}, not an object'
-    objects = (extra or {}).get("objects")
-    if objects is not None and not (isinstance(objects, dict) and all(
-            isinstance(entry, dict) and isinstance(entry.get("type"), str) for entry in objects.values())):
-        return 'its list of saved objects ("objects") is malformed'
+    objects = extra.get("objects") if extra is not None else None
+    if objects is not None:
+        if not isinstance(objects, dict):
+            return 'its list of saved objects ("objects") is malformed'
+        for entry in objects.values():
+            if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+                return 'its list of saved objects ("objects") is malformed'
     return None
 
 

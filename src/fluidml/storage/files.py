@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 _BAD_NAME_CHARS = ("/", "\\", "\x00")
 _RESERVED_FILES = (CONFIG_FILE, INFO_FILE)  # a run's own files, which no object may replace
+_NOT_FOUND = (None, None, None)
 
 
 class LocalFileStore(ResultsStore):
@@ -71,13 +72,14 @@ class LocalFileStore(ResultsStore):
         self._run_info: Any = None
         self._index = RunIndex(self.base_dir)
         self._records = RunRecords(self._index.locked)
+        self._last_found: Tuple[Optional[str], Optional[str], Optional[str]] = _NOT_FOUND
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_dir!r})"
 
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
-        state["_run_info"] = None  # the planning process's; a copy names no directories
+        state.update(_run_info=None, _last_found=_NOT_FOUND)  # the planning process's; a copy names no directories
         return state
 
     @property
@@ -107,9 +109,13 @@ class LocalFileStore(ResultsStore):
 
     def _find_run(self, task_name: str, task_unique_config: Dict) -> Optional[str]:
         """The run directory of (task, exact unique config), or None."""
-        self._task_dir(task_name)
-        dir_name = self._index.find(task_name, config_digest(task_unique_config))
-        return None if dir_name is None else os.path.join(self.base_dir, task_name, dir_name)
+        digest = config_digest(task_unique_config)
+        last, self._last_found = self._last_found, _NOT_FOUND
+        if last[0] == task_name and last[1] == digest:
+            return last[2]  # planning: the run whose info was just read, now checked
+        task_dir = self._task_dir(task_name)
+        dir_name = self._index.find(task_name, digest)
+        return None if dir_name is None else task_dir + os.sep + dir_name
 
     def _run_dir(self, task_name: str, task_unique_config: Dict) -> str:
         """The run directory of (task, exact unique config), created if there is none."""
@@ -193,8 +199,9 @@ class LocalFileStore(ResultsStore):
 
     def _path(self, run_dir: str, name: str, entry: Dict[str, Any]) -> Tuple[str, TypeInfo]:
         type_info = self._type(entry.get("type"))
-        obj_dir = os.path.normpath(os.path.join(run_dir, entry.get("dir") or "."))
-        return os.path.join(obj_dir, type_info.file_name(name)), type_info
+        relative = entry.get("dir") or "."
+        obj_dir = run_dir if relative == "." else os.path.normpath(os.path.join(run_dir, relative))
+        return obj_dir + os.sep + type_info.file_name(name), type_info
 
     def _path_of(self, run_dir: str, name: str, entry: Dict[str, Any]) -> str:
         return self._path(run_dir, name, entry)[0]
@@ -315,6 +322,8 @@ class LocalFileStore(ResultsStore):
             info = self._read_info(run_dir, task_name, task_unique_config)
             if info is None and not os.path.isdir(run_dir) and self._index.refresh(task_name):
                 return self.load(name, task_name, task_unique_config, lazy, **kwargs)  # moved by another process
+            if info is not None:
+                self._last_found = (task_name, config_digest(task_unique_config), run_dir)
             return None if info is None else dict(info)
         entries = self._entries(run_dir, task_name, task_unique_config)
         if name == SAVED_RESULTS:
@@ -367,6 +376,7 @@ class LocalFileStore(ResultsStore):
         """Deletes the run's whole directory (leftovers of interrupted writes included)."""
         task_dir = self._task_dir(task_name)
         digest = config_digest(task_unique_config)
+        self._last_found = _NOT_FOUND
         dir_name = self._index.find(task_name, digest)
         self._records.drop((task_name, digest), None if dir_name is None else os.path.join(task_dir, dir_name))
         if dir_name is None:
@@ -456,9 +466,9 @@ class LocalFileStore(ResultsStore):
     # ------------------------------------------------------------------------------ integrity
 
     def run_damage(self, task_name: str, task_unique_config: Dict, deep: bool = False) -> List[Damage]:
-        """What is wrong with the run: an unreadable info or list of objects, a missing config.json,
-        a saved object that is gone or of another size (with ``deep``: another checksum, or a
-        config.json that holds another config), or a damage it was marked with."""
+        """What is wrong with the run: an unreadable info or list of objects, a saved object that is
+        gone or of another size (a stat each), a damage it was marked with; with ``deep`` also an
+        object of another checksum, or a config.json that is gone or holds another config."""
         run_dir = self._find_run(task_name, task_unique_config)
         if run_dir is None:
             return []

@@ -181,6 +181,7 @@ SCENARIOS = [
             Metric("seconds", "{size} MB numpy array saved + loaded through `LocalFileStore`", "s"),
             Metric("time_ratio", "{size} MB array: time / raw pickle round trip", "x", at_most(1.2, "x")),
             Metric("peak_ratio", "{size} MB array: peak memory added / array size", "x", at_most(1.1, "x")),
+            Metric("verify_time_ratio", "{size} MB array with `LocalFileStore(verify=True)`: time / raw pickle", "x"),
         ),
     ),
     Scenario(

@@ -2,30 +2,15 @@
 each run) still opens: every task is cached and every object loads as it was saved. The store under
 tests/fixtures/v04_store was made with tests/fixtures/v04_pipeline.py (see there)."""
 
-import importlib.util
-import shutil
-from pathlib import Path
-
 import pytest
 
+from fixture_stores import copy_store, load_pipeline
 from fluidml.storage import LocalFileStore
-
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
-
-
-def load_pipeline():
-    spec = importlib.util.spec_from_file_location("v04_pipeline", FIXTURES / "v04_pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
 def v04_store(tmp_path):
-    """A copy of the committed store (tests must not change the fixture)."""
-    target = tmp_path / "v04_store"
-    shutil.copytree(FIXTURES / "v04_store", target)
-    return target
+    return copy_store("v04_store", tmp_path)
 
 
 def test_the_fixture_has_the_old_layout(v04_store):
@@ -40,7 +25,7 @@ def test_the_fixture_has_the_old_layout(v04_store):
 @pytest.mark.parametrize("num_workers", [1, 2])
 def test_every_task_is_cached_and_results_are_equal(v04_store, recorder, num_workers):
     """Running the fixture's flow again executes nothing and returns what was saved, object by object."""
-    pipeline = load_pipeline()
+    pipeline = load_pipeline("v04_pipeline")
     results = pipeline.make_flow().run(num_workers=num_workers, run_name="again",
                                        results_store=LocalFileStore(str(v04_store)), return_results="all",
                                        observers=[recorder])
@@ -51,7 +36,7 @@ def test_every_task_is_cached_and_results_are_equal(v04_store, recorder, num_wor
 
 def test_a_forced_reducer_reads_the_old_runs_objects(v04_store, recorder):
     """Forcing the reducer runs it alone, on the old runs' objects; objects also load one by one."""
-    pipeline = load_pipeline()
+    pipeline = load_pipeline("v04_pipeline")
     store = LocalFileStore(str(v04_store))
     results = pipeline.make_flow().run(num_workers=1, run_name="again", results_store=store, return_results="all",
                                        observers=[recorder], force="gather")

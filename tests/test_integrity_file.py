@@ -6,18 +6,17 @@ again, and that the final results equal those of a clean run."""
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 import integrity_tasks as t
+from fixture_stores import copy_store, load_pipeline
 from fluidml import Flow, TaskSpec
 from fluidml.exception import StoredResultDamaged
 from fluidml.storage import LocalFileStore
 from fluidml.storage._integrity import ALWAYS_VERIFIED
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 POOL_OR_LOCAL = [pytest.param({"num_workers": 1}, id="local"), pytest.param({"num_workers": 2}, id="pool")]
 SRC = {"produce": {"value": 2}}
 
@@ -263,18 +262,11 @@ def test_an_attempt_that_failed_leaves_nothing_behind(base):
 
 @pytest.fixture
 def v04_store(tmp_path):
-    target = tmp_path / "v04_store"
-    shutil.copytree(FIXTURES / "v04_store", target)
-    return target
+    return copy_store("v04_store", tmp_path)
 
 
 def v04_flow():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("v04_pipeline", FIXTURES / "v04_pipeline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_pipeline("v04_pipeline")
 
 
 @pytest.mark.parametrize("damage, culprit", [

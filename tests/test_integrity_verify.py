@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import integrity_tasks as t
+from fixture_stores import copy_store
 from fluidml import Flow, TaskSpec
 from fluidml.results import verify
 from fluidml.storage import InMemoryStore, LocalFileStore
@@ -93,12 +94,8 @@ def test_an_in_memory_store_has_nothing_to_verify():
 def test_verify_reads_stores_of_the_older_layouts(tmp_path):
     """Runs written by fluidml 0.3.4 and 0.4.0 (no sizes or checksums) are checked for what they
     record: their registry, load info and objects."""
-    import shutil
-
-    fixtures = Path(__file__).resolve().parent / "fixtures"
     for name in ("original_store", "v04_store"):
-        shutil.copytree(fixtures / name, tmp_path / name)
-        assert verify(LocalFileStore(str(tmp_path / name))) == []
+        assert verify(LocalFileStore(str(copy_store(name, tmp_path)))) == []
     os.remove(tmp_path / "v04_store" / "source" / "v04-000" / "labels" / "label.txt")
     [damage] = verify(LocalFileStore(str(tmp_path / "v04_store")))
     assert (damage.run_id, damage.problem) == ("v04-000", "is missing")

@@ -115,16 +115,8 @@ class StoredResultDamaged(ResultsStoreError):
     ``location`` is the damaged file (or ``db/collection/document``).
     """
 
-    def __init__(
-        self,
-        message: str = "",
-        *,
-        task_name: Optional[str] = None,
-        key: Optional[str] = None,
-        config_hash: Optional[str] = None,
-        location: Optional[str] = None,
-    ):
-        super().__init__(message, task_name=task_name, key=key, config_hash=config_hash)
+    def __init__(self, message: str = "", *, location: Optional[str] = None, **fields: Optional[str]):
+        super().__init__(message, **fields)
         self.location = location
 
 

@@ -21,7 +21,7 @@ import threading
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from fluidml.config import config_digest
-from fluidml.storage._filetypes import remove_path, temp_path, write_atomic
+from fluidml.storage._filetypes import remove_path, temp_path
 
 try:
     import fcntl
@@ -282,8 +282,9 @@ class RunIndex:
 
     def create(
         self, task_name: str, digest: str, config: Dict, run_name: Optional[str], sweep_counter: Optional[str]
-    ) -> str:
-        """The run directory of the config, created (with its config.json) if there is none.
+    ) -> Tuple[str, bool]:
+        """The run directory of the config, created (with its config.json) if there is none, and
+        whether it was created now.
 
         A config whose run was removed gets its old directory name back (when it is free), so a
         run that is cleared and run again, or forced, keeps its name. Otherwise a new directory is
@@ -298,7 +299,7 @@ class RunIndex:
             task_dir = os.path.join(self.base_dir, task_name)
             if dir_name is not None:
                 if os.path.isdir(os.path.join(task_dir, dir_name)):
-                    return dir_name
+                    return dir_name, False
                 self._append(task_name, runs, [(digest, None)])  # deleted behind our back
             prefix = f"{run_name}-" if run_name else ""
             candidates = []
@@ -320,13 +321,13 @@ class RunIndex:
                 except FileExistsError:  # made by someone who does not keep the index
                     runs.count(dir_name)
                     counter = runs.counters.get(run_name or "", -1) + 1
-            try:
-                write_atomic(os.path.join(run_dir, CONFIG_FILE), json.dumps(config, indent=4))
+            try:  # (no temporary file needed: the directory is new, and the index lists it only after)
+                _write_new_file(os.path.join(run_dir, CONFIG_FILE), json.dumps(config, indent=4).encode("utf-8"))
                 self._append(task_name, runs, [(digest, dir_name)])
             except BaseException:
                 remove_path(run_dir)  # a run directory without config.json could not be found again
                 raise
-            return dir_name
+            return dir_name, True
 
     def remove(self, task_name: str, digest: str) -> Optional[str]:
         """Deletes the config's run directory; its name, or None if there was none."""
@@ -348,3 +349,13 @@ class RunIndex:
             self._append(task_name, runs, [(digest, None)])
         remove_path(doomed)
         return dir_name
+
+
+def _write_new_file(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)

@@ -126,7 +126,8 @@ class LocalFileStore(ResultsStore):
         return run_dir
 
     def get_context(self, task_name: str, task_unique_config: Dict) -> StoreContext:
-        """The run's directory and sweep counter; creates the run directory if there is none.
+        """The run's directory and sweep counter; creates the run directory if there is none (in an
+        existing one, temporary files that writers which have died left are removed).
 
         A new directory is named after ``run_info`` (``<run_name>-<NNN>``, the next counter of that
         run name, or the stored counter of a run that is re-created).
@@ -134,8 +135,10 @@ class LocalFileStore(ResultsStore):
         task_dir = self._task_dir(task_name)
         info = self._run_info
         try:
-            dir_name = self._index.create(task_name, config_digest(task_unique_config), task_unique_config,
-                                          _field(info, "run_name"), _field(info, "sweep_counter"))
+            dir_name, created = self._index.create(task_name, config_digest(task_unique_config), task_unique_config,
+                                                   _field(info, "run_name"), _field(info, "sweep_counter"))
+            if not created:  # a run found again (e.g. after its process died): no leftovers of dead writers
+                remove_leftovers(os.path.join(task_dir, dir_name))
         except OSError as error:
             raise ResultsStoreError(f'Task "{task_name}": its run directory cannot be created in {task_dir}: '
                                     f"{_reason(error)}.", task_name=task_name) from error
@@ -173,11 +176,8 @@ class LocalFileStore(ResultsStore):
     def begin_attempt(self, task_name: str, task_unique_config: Dict) -> None:
         """From now until its info is saved, the run's objects are listed in memory (this store
         object is the run's only writer) and written once, with the info: only what this attempt
-        saves is listed. Temporary files that writers which have died left in the run are removed."""
+        saves is listed."""
         self._records.begin(self._key(task_name, task_unique_config))
-        run_dir = self._find_run(task_name, task_unique_config)
-        if run_dir is not None:
-            remove_leftovers(run_dir)
 
     def _read_info(self, run_dir: str, task_name: str, config: Dict) -> Optional[Dict[str, Any]]:
         try:

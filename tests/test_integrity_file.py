@@ -307,3 +307,25 @@ def test_a_truncated_pickle_of_the_older_layout_fails_its_successor_and_is_repai
         pipeline.make_flow().run(num_workers=1, results_store=store, force="gather", observers=[recorder])
     results = pipeline.make_flow().run(num_workers=1, results_store=store, return_results="latest")
     assert results["gather"][0].results == pipeline.EXPECTED["gather"][0]
+
+
+def deletes_upstream_object(x, task):
+    """Deletes the object "x" of its (finished) predecessor's run."""
+    task.delete("x", task_name="produce", task_unique_config={"produce": task.unique_config["produce"]})
+    task.save(x, "copy")
+
+
+def test_deleting_an_object_of_a_finished_run_rewrites_its_info(base, recorder):
+    """Task.delete of another task's object changes that finished run: its info no longer lists the
+    object, and the run stays finished and undamaged."""
+    store = LocalFileStore(str(base))
+    produce = TaskSpec(task=t.produce, config={"value": 3})
+    deleter = TaskSpec(task=deletes_upstream_object)
+    deleter.requires(produce)
+    Flow([produce, deleter]).run(num_workers=1, run_name="r", results_store=store)
+    objects = info(base, "produce", "r-000")["fluidml"]["objects"]
+    assert objects == {} and not (run_dir(base, "produce", "r-000") / "x.p").exists()
+    assert store.is_finished("produce", {"produce": {"value": 3}})
+    assert store.load("x", "produce", {"produce": {"value": 3}}) is None
+    Flow([produce, deleter]).run(num_workers=1, results_store=store, observers=[recorder])
+    assert recorder.executed == []

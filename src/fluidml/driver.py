@@ -7,7 +7,7 @@ import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 from fluidml.config import HashedConfig, hashed_child_config, hashed_config
 from fluidml.exception import StoreUnavailableError
@@ -84,7 +84,7 @@ class _Run:
         self.scheduler = Scheduler([[self.index[id(p)] for p in task.predecessors] for task in tasks])
         self.unprepared = [len(succs) for succs in self.scheduler.successors]  # successors not yet prepared
         self.finished = 0
-        self.submitted: set = set()  # ids handed to the executor
+        self.submitted: Set[int] = set()  # ids handed to the executor
         self.stop_error: Optional[BaseException] = None
 
     def loop(self, executor: Executor) -> None:

@@ -17,7 +17,7 @@ from fluidml.storage._integrity import ChecksumWriter, Damaged, checksum_path, h
 from fluidml.storage.base import Promise
 
 __all__ = ["File", "FilePromise", "TypeInfo", "builtin_types", "remove_leftovers", "remove_path", "replace_into_place",
-           "temp_path", "write_atomic", "write_new_object", "write_object"]
+           "temp_path", "write_atomic", "write_new_file", "write_new_object", "write_object"]
 
 logger = logging.getLogger(__name__)
 
@@ -165,18 +165,22 @@ def replace_into_place(temp: str, path: str) -> None:
         remove_path(old)
 
 
+def write_new_file(path: str, data: bytes) -> None:
+    """Creates the file ``path`` (it must not exist) holding ``data``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: str, data: AnyStr) -> None:
     """Writes ``data`` (text or bytes) to ``path`` through a temporary file."""
     temp = temp_path(path)
-    raw = data if isinstance(data, bytes) else data.encode("utf-8")
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        try:
-            view = memoryview(raw)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+        write_new_file(temp, data if isinstance(data, bytes) else data.encode("utf-8"))
         os.replace(temp, path)
     except BaseException:
         remove_path(temp)

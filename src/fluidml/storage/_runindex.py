@@ -21,7 +21,7 @@ import threading
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from fluidml.config import config_digest
-from fluidml.storage._filetypes import remove_path, temp_path
+from fluidml.storage._filetypes import remove_path, temp_path, write_new_file
 
 try:
     import fcntl
@@ -322,7 +322,7 @@ class RunIndex:
                     runs.count(dir_name)
                     counter = runs.counters.get(run_name or "", -1) + 1
             try:  # (no temporary file needed: the directory is new, and the index lists it only after)
-                _write_new_file(os.path.join(run_dir, CONFIG_FILE), json.dumps(config, indent=4).encode("utf-8"))
+                write_new_file(os.path.join(run_dir, CONFIG_FILE), json.dumps(config, indent=4).encode("utf-8"))
                 self._append(task_name, runs, [(digest, dir_name)])
             except BaseException:
                 remove_path(run_dir)  # a run directory without config.json could not be found again
@@ -349,13 +349,3 @@ class RunIndex:
             self._append(task_name, runs, [(digest, None)])
         remove_path(doomed)
         return dir_name
-
-
-def _write_new_file(path: str, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)

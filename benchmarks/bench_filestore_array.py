@@ -1,7 +1,10 @@
 """A large numpy array saved and loaded through LocalFileStore (type "pickle"), against a raw pickle round
 trip of the same array (pickle.dump to a file, pickle.load back, highest protocol). Reports the time of each
-and the peak memory the store's round trip adds on top of the process holding the array; SIZE is in MB."""
+and the peak memory the store's round trip adds on top of the process holding the array; SIZE is in MB.
+Where the store has the option, also the round trip with LocalFileStore(verify=True) (the checksum of the
+array's file checked as it loads)."""
 
+import inspect
 import os
 import pickle
 import shutil
@@ -15,6 +18,7 @@ from fluidml.storage import LocalFileStore
 from _common import best_of, emit, parse_args
 
 CONFIG = {"array": {}}
+VERIFY = "verify" in inspect.signature(LocalFileStore.__init__).parameters
 
 
 def rss_peak_reset() -> bool:
@@ -40,8 +44,8 @@ def main() -> None:
     array = np.random.default_rng(0).random(args.size * 1024 * 1024 // 8)
     work = tempfile.mkdtemp(prefix="fluidml-bench-array-", dir=".")
 
-    def store_round_trip(peak=None):
-        store = LocalFileStore(os.path.join(work, f"store-{time.perf_counter_ns()}"))
+    def store_round_trip(peak=None, **options):
+        store = LocalFileStore(os.path.join(work, f"store-{time.perf_counter_ns()}"), **options)
         start = time.perf_counter()
         store.save(array, "array", type_="pickle", task_name="array", task_unique_config=CONFIG)
         loaded = store.load("array", task_name="array", task_unique_config=CONFIG)
@@ -65,7 +69,10 @@ def main() -> None:
         return seconds
 
     def trial():
-        return {"seconds": store_round_trip(), "raw_seconds": raw_round_trip()}, {}
+        timings = {"seconds": store_round_trip(), "raw_seconds": raw_round_trip()}
+        if VERIFY:
+            timings["verify_seconds"] = store_round_trip(verify=True)
+        return timings, {}
 
     try:
         # peak memory first, in a process that has only allocated the array (freed memory of earlier
@@ -81,6 +88,8 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     array_mb = array.nbytes / 2**20
+    if "verify_seconds" in result:
+        result["verify_time_ratio"] = result["verify_seconds"] / result["raw_seconds"]
     emit({"scenario": "filestore_array", "array_mb": array_mb, **result, "num_tasks": 1,
           "time_ratio": result["seconds"] / result["raw_seconds"], "peak_added_mb": added_mb,
           "peak_ratio": added_mb / array_mb, "peak_method": peak_note})

@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import pickle
+import zlib
 from typing import List
 
 import pytest
@@ -54,7 +55,8 @@ def grid_flow(xs=(1, 2)):
 
 
 def test_layout_is_the_originals(store, tmp_path):
-    """<base>/<task>/<run_name>-<NNN>/ with config.json, fluidml_info.json, objects and .fluidml/."""
+    """<base>/<task>/<run_name>-<NNN>/ with config.json, the objects and fluidml_info.json, which lists
+    the objects with their type, directory, size and checksum (run layout format 2)."""
     grid_flow().run(num_workers=1, run_name="first", project_name="proj", results_store=store)
     base = tmp_path / "store"
     assert listing(base) == [".fluidml", "A", "b", "c"]
@@ -62,18 +64,23 @@ def test_layout_is_the_originals(store, tmp_path):
     assert listing(base / "b") == ["first-000", "first-001", "first-002", "first-003"]
     assert listing(base / "c") == ["first-000"]
     run = base / "A" / "first-001"
-    assert listing(run) == [".fluidml", "config.json", "fluidml_info.json", "record.json", "scaled.p"]
+    assert listing(run) == ["config.json", "fluidml_info.json", "record.json", "scaled.p"]
     assert json.loads((run / "config.json").read_text()) == A2
     assert (run / "config.json").read_text().startswith('{\n    "A": {')  # indent 4, as the original
     info = json.loads((run / "fluidml_info.json").read_text())
     assert info["state"] == "finished" and info["project_name"] == "proj" and info["run_name"] == "first"
     assert info["sweep_counter"] == "001" and info["id"] == "first-001"
     assert info["run_history"] == {"A": "first-001"}
-    assert listing(run / ".fluidml") == [".record_load_info.p", ".saved_results.json", ".scaled_load_info.p"]
-    assert json.loads((run / ".fluidml" / ".saved_results.json").read_text()) == ["record", "scaled"]
-    with open(run / ".fluidml" / ".record_load_info.p", "rb") as f:
-        assert pickle.load(f) == {"open_kwargs": {}, "load_kwargs": {}, "obj_dir": ".", "type_": "json"}
-    assert json.loads((run / "record.json").read_text()) == {"x": 2}
+    record, scaled = (run / "record.json").read_bytes(), (run / "scaled.p").read_bytes()
+    assert info["fluidml"]["format"] == 2
+    assert info["fluidml"]["objects"] == {
+        "record": {"type": "json", "dir": ".", "size": len(record), "crc32": f"{zlib.crc32(record):08x}",
+                   "load_kwargs": {}, "open_kwargs": {}},
+        "scaled": {"type": "pickle", "dir": ".", "size": len(scaled), "crc32": f"{zlib.crc32(scaled):08x}",
+                   "load_kwargs": {}, "open_kwargs": {}},
+    }
+    assert list(info["fluidml"]["objects"]) == ["record", "scaled"]  # the order they were saved in
+    assert json.loads(record) == {"x": 2}
     assert json.loads((base / "c" / "first-000" / "totals.json").read_text()) == [2, 3, 3, 4]
 
 
@@ -405,14 +412,18 @@ def test_delete_removes_the_file_and_its_load_info(store, tmp_path):
 
 
 def test_delete_run_removes_the_directory(store, tmp_path):
-    """delete_run() removes the run's directory; the config then gets a new one."""
+    """delete_run() removes the run's directory; the config, made again, gets its old directory name
+    back, and a new config the next counter (counters only grow: no config gets another's name)."""
     store.save(1, "v", "json", "A", A1)
     store.save(2, "v", "json", "A", A2)
     store.delete_run("A", A1)
     store.delete_run("A", A1)
     assert listing(tmp_path / "store" / "A") == ["001"]
     assert store.load("v", "A", A1) is None and store.load("v", "A", A2) == 2
-    assert store.get_context("A", A1).sweep_counter == "002"  # counters only grow
+    assert store.get_context("A", {"A": {"x": 3}}).sweep_counter == "002"
+    assert store.get_context("A", A1).sweep_counter == "000"
+    assert LocalFileStore(str(tmp_path / "store")).get_context("A", A1).sweep_counter == "000"
+    assert store.load("v", "A", A1) is None  # an empty run: nothing of the deleted one is back
     assert listing(tmp_path / "store" / ".fluidml" / "trash") == []
 
 
@@ -455,7 +466,7 @@ def test_a_missing_index_is_rebuilt_from_config_files(store, tmp_path, recorder)
 
 
 def test_a_stale_index_entry_is_dropped(store, tmp_path):
-    """A run directory removed by hand is not found, and its config gets a new directory."""
+    """A run directory removed by hand is not found; its config, made again, gets its directory name back."""
     store.save(1, "v", "json", "A", A1)
     import shutil
 
@@ -463,7 +474,8 @@ def test_a_stale_index_entry_is_dropped(store, tmp_path):
     fresh = LocalFileStore(str(tmp_path / "store"))
     assert fresh.load("v", "A", A1) is None
     assert store.load("v", "A", A1) is None  # the store that had it cached
-    assert store.get_context("A", A1).sweep_counter == "001"
+    assert store.get_context("A", A1).sweep_counter == "000"
+    assert store.load("v", "A", A1) is None
 
 
 def test_runs_made_by_another_store_object_are_seen(tmp_path):

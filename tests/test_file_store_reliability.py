@@ -91,6 +91,7 @@ def test_a_run_killed_before_its_info_is_run_again(tmp_path, mode):
     assert store.load("sizes", "consume", {"produce": {}, "consume": {}}) == [1000, 100000]
     assert store.load("text", "produce", config) == "x" * 100000
     assert os.listdir(base / "produce") == ["crash-000"]  # the killed run's directory was reused
+    assert [name for name in os.listdir(run_dir) if name.startswith(".~")] == []  # the torn write is gone
 
     again = run_script(tmp_path, CRASHING_FLOW, str(base), "normal")
     assert json.loads(again.stdout.splitlines()[-1]) == []

@@ -77,17 +77,21 @@ def test_delete_run_removes_only_that_run(make_store):
 
 
 def test_get_results_collects_registered_objects(make_store):
-    """get_results() returns the objects named in the run's registry, or None without one."""
+    """get_results() returns the objects the run saved and registered (each listed once), or None
+    without any."""
     store = make_store()
     assert store.get_results("A", A1) is None
     store.save(1, "v", type_="pickle", task_name="A", task_unique_config=A1)
     store._register_result("v", "A", A1)
     store._register_result("v", "A", A1)
-    store._register_result("gone", "A", A1)
-    assert store.load(".saved_results", "A", A1) == ["v", "gone"]
-    assert store.get_results("A", A1) == {"v": 1}
-    store._unregister_result("gone", "A", A1)
+    store.save(2, "w", type_="pickle", task_name="A", task_unique_config=A1)
+    store._register_result("w", "A", A1)
+    assert store.load(".saved_results", "A", A1) == ["v", "w"]
+    assert store.get_results("A", A1) == {"v": 1, "w": 2}
+    store.delete("w", "A", A1)
+    store._unregister_result("w", "A", A1)
     assert store.load(".saved_results", "A", A1) == ["v"]
+    assert store.get_results("A", A1) == {"v": 1}
 
 
 def test_is_finished_reads_the_stored_state(make_store):

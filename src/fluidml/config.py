@@ -304,7 +304,7 @@ def to_json_config(config: Optional[Dict[str, Any]], spec_name: str) -> Dict[str
             key="config",
         )
     try:
-        return json.loads(json.dumps(config))
+        converted = json.loads(json.dumps(config))
     except (TypeError, ValueError):
         path, what = _find_non_json(config, "")
         raise TaskSpecError(
@@ -314,6 +314,46 @@ def to_json_config(config: Optional[Dict[str, Any]], spec_name: str) -> Dict[str
             task_name=spec_name,
             key=path,
         ) from None
+    collision = _key_collision(config, "")
+    if collision is not None:
+        path, keys = collision
+        raise TaskSpecError(
+            f'Task "{spec_name}": the config keys {keys} at "{path or "(top level)"}" become the same key '
+            f'"{json.dumps(keys[0])}" in JSON (config keys are strings there), so one would silently replace the '
+            f"other. Give them keys that differ as strings.",
+            task_name=spec_name,
+            key=path or repr(keys[0]),
+        )
+    return converted
+
+
+def _json_key(key: Any) -> str:
+    """The string JSON writes for a dict key (as ``json.dumps`` converts it)."""
+    return key if isinstance(key, str) else json.dumps(key)
+
+
+def _key_collision(value: Any, path: str) -> Optional[Tuple[str, List[Any]]]:
+    """(path, keys) of the first dict whose keys collide once converted to JSON strings, e.g.
+    ``1`` and ``"1"``; None if there is none."""
+    if isinstance(value, dict):
+        if not all(isinstance(key, str) for key in value):
+            seen: Dict[str, Any] = {}
+            for key in value:
+                text = _json_key(key)
+                if text in seen:
+                    return path, [seen[text], key]
+                seen[text] = key
+        for key, item in value.items():
+            found = _key_collision(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            if isinstance(item, (dict, list, tuple)):
+                found = _key_collision(item, f"{path}[{i}]")
+                if found is not None:
+                    return found
+    return None
 
 
 def _find_non_json(value: Any, path: str, seen: frozenset = frozenset()) -> Tuple[Optional[str], str]:

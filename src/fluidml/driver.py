@@ -4,13 +4,15 @@ the observers (logging, progress displays) what happened. It never looks inside 
 """
 
 import time
+import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 from fluidml.config import HashedConfig, hashed_child_config, hashed_config
+from fluidml.exception import StoreUnavailableError
 from fluidml.executors.base import Executor, Job
-from fluidml.runner import Outcome, PredecessorRef, plan_task
+from fluidml.runner import Outcome, PredecessorRef, error_text, plan_task
 from fluidml.scheduler import Scheduler
 from fluidml.storage.base import ResultsStore
 from fluidml.task import Task, TaskState
@@ -82,6 +84,7 @@ class _Run:
         self.scheduler = Scheduler([[self.index[id(p)] for p in task.predecessors] for task in tasks])
         self.unprepared = [len(succs) for succs in self.scheduler.successors]  # successors not yet prepared
         self.finished = 0
+        self.submitted: Set[int] = set()  # ids handed to the executor
         self.stop_error: Optional[BaseException] = None
 
     def loop(self, executor: Executor) -> None:
@@ -107,11 +110,20 @@ class _Run:
                 task = self.tasks[task_id]
                 task.state = TaskState.SCHEDULED
                 predecessors = self._prepare(task)
-                cached, reason = plan_task(task, predecessors, self.store)
+                try:
+                    cached, reason = plan_task(task, predecessors, self.store)
+                except StoreUnavailableError as exc:  # nothing can run: stop, the task never started
+                    self._stop(exc)
+                    task.state = self.summary.states[task.unique_name] = TaskState.PENDING
+                    continue
+                except Exception as exc:  # e.g. a full disk while creating its run: the task fails
+                    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+                    cached = Outcome(TaskState.FAILED, error=exc, traceback=trace, reason="planning")
                 if cached is not None:
                     self.complete(task_id, cached)
                     continue
                 executor.submit(Job(task_id, task, predecessors, self.store, reason))
+                self.submitted.add(task_id)
                 in_flight += 1
                 for observer in self.observers:
                     observer.task_submitted(task)
@@ -138,6 +150,24 @@ class _Run:
                 self.tasks[pred_id]._release_unique_config()
         return refs
 
+    def _stop(self, error: Optional[BaseException]) -> None:
+        """Hands out no more tasks; the run ends with ``error`` (the first one that stopped it)."""
+        self.scheduler.stop()
+        if self.stop_error is None:
+            self.stop_error = error
+
+    def settle(self) -> None:
+        """Gives every task a final state after the loop: tasks that never started are PENDING
+        ("not run"), tasks that were handed out and never reported back are KILLED."""
+        states = self.summary.states
+        for task_id in self.scheduler.pending:
+            states.setdefault(self.tasks[task_id].unique_name, TaskState.PENDING)
+        for task_id in self.scheduler.running:
+            task = self.tasks[task_id]
+            if task.unique_name not in states:
+                task.state = TaskState.KILLED if task_id in self.submitted else TaskState.PENDING
+                states[task.unique_name] = task.state
+
     def complete(self, task_id: int, outcome: Outcome) -> None:
         """Takes a task's outcome: updates the task, the scheduler and the summary; tells observers."""
         task = self.tasks[task_id]
@@ -151,9 +181,9 @@ class _Run:
         else:
             _record_failure(self.summary, task, outcome)
             lost_ids = self.scheduler.failed(task_id)
-            if (outcome.state == TaskState.KILLED or self.exit_on_error) and self.stop_error is None:
-                self.scheduler.stop()
-                self.stop_error = outcome.error
+            stops = outcome.state == TaskState.KILLED or self.exit_on_error or outcome.store_failed
+            if stops and self.stop_error is None:
+                self._stop(outcome.error)
                 if self.stop_error is not None and hasattr(self.stop_error, "add_note"):
                     self.stop_error.add_note(f'fluidml: task "{task.unique_name}" {outcome.state.value}; '
                                              f'run "{self.summary.run_name}" stopped.')
@@ -189,8 +219,7 @@ def drive(
         with executor:
             run.loop(executor)
     finally:
-        for task_id in run.scheduler.pending:
-            summary.states.setdefault(tasks[task_id].unique_name, TaskState.PENDING)
+        run.settle()
         summary.duration = time.monotonic() - summary.started
         for observer in observers:
             observer.run_ended(summary)
@@ -201,7 +230,7 @@ def drive(
 
 def _record_failure(summary: RunSummary, task: Task, outcome: Outcome) -> None:
     error = outcome.error
-    text = f"{type(error).__name__}: {error}" if error is not None else str(outcome.state.value)
+    text = f"{type(error).__name__}: {error_text(error)}" if error is not None else str(outcome.state.value)
     summary.failures.append((task.unique_name, text.strip().splitlines()[0] if text.strip() else text))
 
 

@@ -13,7 +13,10 @@ Hierarchy::
     ├── TaskResultKeyAlreadyExists   two predecessors provide the same input name
     ├── TaskResultObjectMissing      a required input was not saved by any predecessor
     ├── TaskFailedError              a task's worker died, or its exception could not be transported
-    ├── ResultsStoreError            a results store cannot read or write (e.g. its server is unreachable)
+    ├── ResultsStoreError            a results store cannot read or write (disk full, permission denied, ...)
+    │   ├── StoredResultDamaged      a stored object or run info the store lists cannot be read (missing,
+    │   │                            truncated, wrong size or checksum, wrong shape)
+    │   └── StoreUnavailableError    the store cannot be reached at all (its server is down): the run stops
     └── TmuxError                    a tmux command failed
 
 Every error carries ``task_name``, ``key`` and ``config_hash`` (``None`` where they do not apply),
@@ -29,6 +32,8 @@ __all__ = [
     "NoTasksError",
     "ResultsStoreError",
     "RunConfigError",
+    "StoreUnavailableError",
+    "StoredResultDamaged",
     "TaskFailedError",
     "TaskNameError",
     "TaskResultKeyAlreadyExists",
@@ -97,7 +102,28 @@ class TaskFailedError(FluidmlError):
 
 
 class ResultsStoreError(FluidmlError):
-    """A results store cannot read or write: its server is unreachable or refused an operation."""
+    """A results store cannot read or write: a disk is full, a permission is missing, a server
+    refused an operation. The message names the task, the object and the file or server."""
+
+
+class StoredResultDamaged(ResultsStoreError):
+    """An object or run info that the store lists as saved cannot be read: it is missing, truncated,
+    of the wrong size or checksum, or of the wrong shape. The damaged run counts as not finished, so
+    the next ``flow.run`` runs it again.
+
+    ``task_name``, ``key`` (the object's name) and ``config_hash`` name the run the damage is in;
+    ``location`` is the damaged file (or ``db/collection/document``).
+    """
+
+    def __init__(self, message: str = "", *, location: Optional[str] = None, **fields: Optional[str]):
+        super().__init__(message, **fields)
+        self.location = location
+
+
+class StoreUnavailableError(ResultsStoreError):
+    """The results store cannot be reached at all (e.g. its server is down or unreachable). Unlike
+    other store errors it stops the run whatever ``exit_on_error`` says: no task could record its
+    results."""
 
 
 class TmuxError(FluidmlError):

@@ -35,6 +35,10 @@ __all__ = ["Flow"]
 logger = logging.getLogger(__name__)
 
 _RUN_NAME = re.compile(r"^[^/\\\x00]+$")
+#: The longest file name most file systems allow (bytes), and the longest run name that leaves room
+#: for a run directory's "-<NNN>" counter (up to 7 digits).
+NAME_MAX = 255
+MAX_RUN_NAME_BYTES = NAME_MAX - 8
 
 
 class Flow:
@@ -305,6 +309,12 @@ def _check_run_name(run_name: Any) -> str:
     if not isinstance(run_name, str) or not _RUN_NAME.match(run_name) or run_name.startswith("."):
         raise RunConfigError(
             f"run_name must be a non-empty string without path separators, got {run_name!r}.", key="run_name"
+        )
+    if len(run_name.encode("utf-8", "surrogatepass")) > MAX_RUN_NAME_BYTES:
+        raise RunConfigError(
+            f"run_name is {len(run_name.encode('utf-8', 'surrogatepass'))} bytes long ({run_name[:20]!r}...); file "
+            f"stores name run directories <run_name>-<NNN>, and file systems allow {NAME_MAX} bytes per name. Use a "
+            f"run name of at most {MAX_RUN_NAME_BYTES} bytes.", key="run_name"
         )
     return run_name
 

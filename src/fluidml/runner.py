@@ -14,11 +14,12 @@ from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Seq
 
 from fluidml._metadict import MetaDict
 from fluidml.config import copy_json
-from fluidml.exception import TaskResultKeyAlreadyExists, TaskResultObjectMissing
-from fluidml.storage.base import TASK_INFO, LazySweep, Promise, ResultsStore, Sweep
+from fluidml.exception import StoredResultDamaged, TaskFailedError, TaskResultKeyAlreadyExists, TaskResultObjectMissing
+from fluidml.storage.base import TASK_INFO, LazySweep, Promise, ResultsStore, Sweep, damage_marker
 from fluidml.task import Task, TaskInfo, TaskState, _FunctionTask, plain_history
 
-__all__ = ["Outcome", "PredecessorRef", "RunHistory", "gather_inputs", "info_record", "plan_task", "run_task"]
+__all__ = ["Outcome", "PredecessorRef", "RunHistory", "error_text", "gather_inputs", "info_record", "plan_task",
+           "run_task"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,16 @@ class Outcome:
     started: Optional[datetime.datetime] = None
     ended: Optional[datetime.datetime] = None
     run_history: Optional[Mapping[str, str]] = None
+    #: The store could not record the task's state: the run stops whatever exit_on_error says.
+    store_failed: bool = False
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``, also for an exception whose ``__str__`` raises."""
+    try:
+        return str(error)
+    except Exception as failure:  # the user's __str__ is broken; its type and traceback still tell a lot
+        return f"<str() of the {type(error).__name__} failed: {type(failure).__name__}>"
 
 
 _LAZY_TEXT = re.compile(r"\b(Promise|FilePromise|LazySweep)\b")
@@ -97,7 +108,7 @@ def gather_inputs(task: Task, predecessors: Sequence[PredecessorRef], store: Res
         for name in expects:
             sweeps = []
             for position, pred in enumerate(predecessors):
-                value = _load(store, name, pred, name in lazy)
+                value = _load(store, name, pred, name in lazy, task)
                 if value is not None:
                     config = configs.get(position)
                     if config is None:  # a copy: the reducer may change it, the run's identity must not
@@ -109,7 +120,7 @@ def gather_inputs(task: Task, predecessors: Sequence[PredecessorRef], store: Res
         source: Dict[str, str] = {}
         for pred in predecessors:
             for name in expects:
-                value = _load(store, name, pred, name in lazy)
+                value = _load(store, name, pred, name in lazy, task)
                 if value is None:
                     continue
                 if name in inputs:
@@ -137,10 +148,16 @@ def gather_inputs(task: Task, predecessors: Sequence[PredecessorRef], store: Res
     return inputs
 
 
-def _load(store: ResultsStore, name: str, pred: PredecessorRef, lazy: bool) -> Any:
-    if lazy:
-        return store.load(name, pred.name, pred.unique_config, lazy=True)
-    return store.load(name, pred.name, pred.unique_config)
+def _load(store: ResultsStore, name: str, pred: PredecessorRef, lazy: bool, task: Task) -> Any:
+    try:
+        if lazy:
+            return store.load(name, pred.name, pred.unique_config, lazy=True)
+        return store.load(name, pred.name, pred.unique_config)
+    except StoredResultDamaged as error:  # never a default or a shorter list: the task fails
+        if hasattr(error, "add_note"):
+            error.add_note(f'fluidml: task "{task.unique_name}" loads it as its input "{name}" from '
+                           f'"{pred.unique_name}".')
+        raise
 
 
 class RunHistory(Mapping):
@@ -236,21 +253,23 @@ def _user_traceback(exc: BaseException) -> str:
 def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore) -> Tuple[Optional[Outcome], str]:
     """Decides, before dispatch, whether the task runs; the driver calls it, so workers never race.
 
-    Returns the outcome of the stored finished run if there is one (the task is then "already
-    executed"), else ``None`` and the reason it runs, after preparing the run: a forced task's old
-    run is deleted, the run gets its store context (run directory, sweep counter) and its run
-    history. A task keeps the run name and counter of the run that first stored it. Errors of the
-    store propagate.
+    Returns the outcome of the stored finished run if there is one and nothing of it is damaged
+    (the task is then "already executed"), else ``None`` and the reason it runs, after preparing
+    the run: a run that is not finished (failed, killed, interrupted, damaged, or forced) is
+    cleared first, so every attempt starts clean; the run gets its store context (run directory,
+    sweep counter) and its run history. A task keeps the run name and counter of the run that
+    first stored it. Errors of the store propagate.
     """
     uc = task._uc()
-    stored = store.load(TASK_INFO, task.name, uc)
+    stored, damage = _stored_run(task, store, uc)
     if stored is not None:
         task.run_name = stored.get("run_name") or task.run_name
         task.sweep_counter = stored.get("sweep_counter")
         task.run_history = stored.get("run_history")
     if task.force:
-        store.delete_run(task.name, uc)
         reason = f"forced, config {task.unique_config_hash}"
+    elif damage:
+        reason = "results missing"
     elif stored is None:
         reason = f"new config {task.unique_config_hash}"
     elif stored.get("state") == TaskState.FINISHED.value:
@@ -259,6 +278,11 @@ def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: Results
                        sweep_counter=task.sweep_counter, run_history=task.run_history), "already executed"
     else:
         reason = f"config {task.unique_config_hash}, previous run {stored.get('state')}"
+    if task.force or stored is not None or damage:
+        # every attempt starts clean: the run of a failed, killed or damaged attempt is cleared. A run
+        # without info may be in progress in another process; the store lists only what this attempt
+        # saves (see ResultsStore.begin_attempt), so nothing of a crashed attempt is taken for its results.
+        store.delete_run(task.name, uc)
     if hasattr(store, "run_info"):  # a file store names a new run dir after it (the original's run_info)
         store.run_info = TaskInfo.model_construct(  # what naming needs, without validating our own values
             project_name=task.project_name or "", run_name=task.run_name or "", sweep_counter=task.sweep_counter)
@@ -270,18 +294,43 @@ def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: Results
     return None, reason
 
 
+def _stored_run(task: Task, store: ResultsStore, uc: Dict[str, Any]) -> Tuple[Optional[Dict[str, Any]], bool]:
+    """The task's stored run info (None if there is none or it is unreadable), and whether the run
+    is damaged (one warning names what is damaged; the run then runs again)."""
+    try:
+        stored = store.load(TASK_INFO, task.name, uc)
+    except StoredResultDamaged as error:
+        logger.warning("%s", error_text(error))
+        return None, True
+    marker = damage_marker(stored)
+    if marker is not None:
+        logger.warning('Task "%s": %s %s (found before). Its run runs again.', task.unique_name,
+                       marker.get("location"), marker.get("problem"))
+        return stored, True
+    if stored is None or stored.get("state") != TaskState.FINISHED.value:
+        return stored, False
+    damage = store.run_damage(task.name, uc)
+    if damage:
+        more = f" (and {len(damage) - 1} more)" if len(damage) > 1 else ""
+        logger.warning('Task "%s": %s %s%s. Its run counts as not finished and runs again.', task.unique_name,
+                       damage[0].location, damage[0].problem, more)
+    return stored, bool(damage)
+
+
 def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore, reason: str = "") -> Outcome:
     """Runs one planned task (see ``plan_task``): gathers its inputs, calls the user's ``__init__``
     and ``run()``, and saves its ``TaskInfo``. Executors call it in the process they own.
 
-    Exceptions of the task become a FAILED outcome (KILLED for ``KeyboardInterrupt``), and so does
-    a store that fails to record the run.
+    Exceptions of the task become a FAILED outcome (KILLED for ``KeyboardInterrupt``; a
+    ``SystemExit`` fails the task as a ``TaskFailedError``). A store that fails to record the run
+    fails it too, and the outcome says so (``store_failed``): the run stops.
     """
     task.started, task.ended = datetime.datetime.now(), None
     error: Optional[BaseException] = None
     trace: Optional[str] = None
     state = TaskState.FINISHED
     try:
+        store.begin_attempt(task.name, task._uc())
         inputs = gather_inputs(task, predecessors, store)
         task.state = TaskState.RUNNING
         logger.info('Started task "%s" (%s)', task.unique_name, reason)
@@ -289,17 +338,26 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
         task.run(**inputs)
     except KeyboardInterrupt as exc:
         state, error, trace = TaskState.KILLED, exc, _user_traceback(exc)
+    except SystemExit as exc:  # sys.exit() in a task ends the task, not the run's process
+        error = TaskFailedError(f'Task "{task.unique_name}" called sys.exit({exc.code!r}); a task ends by returning '
+                                f"or by raising an exception, so it failed.", task_name=task.unique_name)
+        error.__cause__ = exc
+        state, trace = TaskState.FAILED, _user_traceback(exc) + f"\nTaskFailedError: {error}\n"
     except Exception as exc:
         state, error, trace = TaskState.FAILED, exc, _user_traceback(exc)
     task.ended = datetime.datetime.now()
     task.state = state
+    store_failed = False
     try:
         store.save(info_record(task, store), TASK_INFO, type_="json", task_name=task.name,
                    task_unique_config=task._uc(), indent=4)
-    except Exception as exc:  # the store failed (e.g. its server went away): the run is not recorded
-        if error is None:  # (a task that failed already keeps its own error)
+    except Exception as exc:  # the store failed (e.g. a full disk, its server went away): the run is not recorded
+        store_failed = True
+        if error is None:
             state, error, trace = TaskState.FAILED, exc, _user_traceback(exc)
             task.state = state
+        elif hasattr(error, "add_note"):  # (a task that failed already keeps its own error)
+            error.add_note(f"fluidml: its state could not be recorded: {type(exc).__name__}: {error_text(exc)}")
     return Outcome(state, reason=reason, error=error, traceback=trace, run_name=task.run_name,
                    sweep_counter=task.sweep_counter, started=task.started, ended=task.ended,
-                   run_history=task.run_history)
+                   run_history=task.run_history, store_failed=store_failed)

@@ -27,6 +27,10 @@ _T = TypeVar("_T", bound="Task")
 
 #: Object names the stores use for their own bookkeeping; ``Task.save`` refuses them.
 RESERVED_RESULT_NAMES = frozenset({"fluidml_info", ".saved_results"})
+#: Files a file store keeps in a run directory; no object may be saved in their place.
+_RESERVED_FILES = frozenset({"config.json", "fluidml_info.json"})
+#: The file name extension of each built-in type (None: the default, pickle).
+_BUILTIN_EXTENSIONS = {None: ".p", "pickle": ".p", "json": ".json", "text": ".txt", "event": ""}
 
 
 class TaskState(str, Enum):
@@ -277,12 +281,23 @@ class Task(DependencyMixin, ABC):
 
     def save(self, obj: Any, name: str, type_: Optional[str] = None, **kwargs: Any) -> None:
         """Saves an object to the results store under ``name`` for this task run."""
-        if name in RESERVED_RESULT_NAMES:
-            raise ValueError(f'Task "{self.unique_name}": "{name}" is reserved for fluidml; save under another name.')
+        self._check_object_name(name, type_, kwargs.get("sub_dir"))
         store = self._store()
         uc = self._uc()
         store.save(obj, name, type_=type_, task_name=self.name, task_unique_config=uc, **kwargs)
         store._register_result(name, self.name, uc)
+
+    def _check_object_name(self, name: Any, type_: Optional[str], sub_dir: Optional[str]) -> None:
+        """Refuses, on every store, names the stores use for their own data: the bookkeeping names,
+        and a name whose file (with a built-in type) would replace a run's config.json or info."""
+        if name in RESERVED_RESULT_NAMES:
+            raise ValueError(f'Task "{self.unique_name}": "{name}" is reserved for fluidml; save under another name.')
+        extension = _BUILTIN_EXTENSIONS.get(type_)
+        file_name = f"{name}{extension}" if extension is not None and isinstance(name, str) else None
+        if file_name in _RESERVED_FILES and sub_dir in (None, "", "."):
+            raise ValueError(f'Task "{self.unique_name}": the object "{name}" of type {type_ or "pickle"!r} would be '
+                             f"saved as {file_name} and replace the run's own {file_name}; save it under another name "
+                             f"or type.")
 
     def load(
         self,
@@ -346,6 +361,8 @@ class Task(DependencyMixin, ABC):
         store = self._store()
         if promise is not None:
             return store.open(promise=promise, mode=mode)
+        if mode is not None and ("w" in mode or "a" in mode) and name is not None:
+            self._check_object_name(name, type_, sub_dir)
         target_name, uc = self._target(task_name, task_unique_config)
         if mode is not None and ("w" in mode or "a" in mode):
             store._register_result(name, target_name, uc)

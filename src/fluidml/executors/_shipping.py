@@ -13,7 +13,7 @@ from fluidml.executors.base import Job
 from fluidml.task import Task
 from fluidml.task_spec import TaskSpec
 
-__all__ = ["SpecTable", "load_specs", "resolve_specs"]
+__all__ = ["SpecTable", "load_specs", "resolve_specs", "unshippable_kwarg"]
 
 
 class SpecTable:
@@ -79,3 +79,16 @@ def resolve_specs(task: Task, specs: Sequence[TaskSpec]) -> None:
         if isinstance(each._spec, _pickling.SpecRef):
             each._spec = specs[each._spec.number]
             each.expects = each._spec.expects
+
+
+def unshippable_kwarg(task: Task, where: str) -> Optional[str]:
+    """If one of the task's ``additional_kwargs`` values cannot be pickled (cloudpickle), an error
+    message that names it; else None."""
+    for key, value in (task._extra_kwargs or {}).items():
+        try:
+            _pickling.dumps(value)
+        except Exception as exc:
+            return (f'Task "{task.unique_name}": its additional_kwargs value "{key}" ({type(value).__name__}) cannot '
+                    f"be sent to {where}: {exc}. additional_kwargs travel with each task: pass something picklable, "
+                    f"make the object inside the task, or run the flow in this process (num_workers=1).")
+    return None

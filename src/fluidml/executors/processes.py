@@ -23,7 +23,7 @@ from typing import Any, Deque, Dict, List, Optional
 
 from fluidml.exception import TaskFailedError
 from fluidml.executors import _pickling
-from fluidml.executors._shipping import SpecTable
+from fluidml.executors._shipping import SpecTable, unshippable_kwarg
 from fluidml.executors._tmux import TmuxPanes
 from fluidml.executors.base import Completion, Executor, Job
 from fluidml.executors.parent_store import answer_call, apply_writes, snapshot
@@ -162,10 +162,10 @@ class ProcessExecutor(Executor):
             buffers: List[Any] = []  # large inputs, sent raw after the job (not copied into it)
             payload = _pickling.dumps((self._specs.shippable(job), job.predecessors, job.reason, prefetched), buffers)
         except Exception as exc:
-            error = TypeError(
+            error = TypeError(unshippable_kwarg(job.task, "a worker process") or (
                 f'Task "{job.task.unique_name}" cannot be sent to a worker process: {exc}. Its class or function, '
                 f"config and resources must be picklable (cloudpickle); run with num_workers=1 otherwise."
-            )
+            ))
             self._completions.append(Completion(job.task_id, Outcome(TaskState.FAILED, error=error, reason=job.reason,
                                                                      traceback=f"TypeError: {error}\n")))
             return
@@ -256,8 +256,8 @@ class ProcessExecutor(Executor):
             if isinstance(writes, Exception):
                 raise writes
             apply_writes(self._store, writes)
-        except Exception as exc:
-            outcome.state, outcome.error = TaskState.FAILED, exc
+        except Exception as exc:  # the store cannot record the task: the run stops
+            outcome.state, outcome.error, outcome.store_failed = TaskState.FAILED, exc, True
             outcome.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
     def _died(self, worker: _Worker) -> None:

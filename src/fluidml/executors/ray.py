@@ -25,7 +25,7 @@ from fluidml.config import config_digest
 from fluidml.exception import RunConfigError, TaskFailedError
 from fluidml.executors import _pickling
 from fluidml.executors._ray_remote import RunNode, Upstream, Write
-from fluidml.executors._shipping import SpecTable
+from fluidml.executors._shipping import SpecTable, unshippable_kwarg
 from fluidml.executors.base import Completion, Executor, Job
 from fluidml.executors.parent_store import apply_writes
 from fluidml.runner import Outcome
@@ -166,9 +166,9 @@ class RayExecutor(Executor):
                        [self._node(pred, job.store) for pred in task.predecessors])
             payload = _pickling.dumps((self._specs.shippable(job), job.predecessors, job.reason))
         except Exception as exc:
-            self._fail_now(job, TypeError(
+            self._fail_now(job, TypeError(unshippable_kwarg(task, "Ray") or (
                 f'Task "{task.unique_name}" cannot be sent to Ray: {exc}. Its class or function and config must '
-                f"be picklable (cloudpickle); run it without executor=\"ray\" otherwise."))
+                f"be picklable (cloudpickle); run it without executor=\"ray\" otherwise.")))
             return
         options = self._options(task, run is not None)
         unmet = self._unmet(options)

@@ -25,7 +25,7 @@ from fluidml.exception import TaskFailedError
 from fluidml.executors import _pickling
 from fluidml.executors._shipping import load_specs, resolve_specs
 from fluidml.executors.parent_store import ParentStore, Write
-from fluidml.runner import Outcome, run_task
+from fluidml.runner import Outcome, error_text, run_task
 from fluidml.storage.base import ResultsStore
 from fluidml.task import TaskState
 
@@ -300,9 +300,9 @@ def pack_outcome(outcome: Outcome) -> bytes:
         pickle.loads(data)  # some exceptions pickle but cannot be rebuilt
         return data
     except Exception:
-        text = outcome.traceback or f"{type(error).__qualname__}: {error}\n"
+        text = outcome.traceback or f"{type(error).__qualname__}: {error_text(error)}\n"
         outcome.error = TaskFailedError(
-            f"{type(error).__module__}.{type(error).__qualname__}: {error} (the original exception could not be "
-            f"sent from the worker process; its traceback:)\n{text}"
+            f"{type(error).__module__}.{type(error).__qualname__}: {error_text(error)} (the original exception could "
+            f"not be sent from the worker process; its traceback:)\n{text}"
         )
         return _pickling.dumps(outcome)

@@ -10,12 +10,14 @@ import os
 import pickle
 import shutil
 from dataclasses import dataclass
-from typing import IO, Any, AnyStr, Callable, Dict, Iterator, List, Optional
+from typing import IO, Any, AnyStr, Callable, Dict, Iterator, List, Optional, Tuple
 
+from fluidml.exception import StoredResultDamaged
+from fluidml.storage._integrity import ChecksumWriter, Damaged, checksum_path, hex_crc, load_checked
 from fluidml.storage.base import Promise
 
-__all__ = ["File", "FilePromise", "TypeInfo", "builtin_types", "remove_path", "replace_into_place", "temp_path",
-           "write_atomic"]
+__all__ = ["File", "FilePromise", "TypeInfo", "builtin_types", "remove_leftovers", "remove_path", "replace_into_place",
+           "temp_path", "write_atomic", "write_new_file", "write_new_object", "write_object"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +129,28 @@ def remove_path(path: str) -> None:
             raise
 
 
+def remove_leftovers(directory: str) -> None:
+    """Removes the temporary files (see ``temp_path``) that processes of this machine which have
+    died left in ``directory`` and below (a write cut short). Those of live processes stay."""
+    for root, dirs, files in os.walk(directory):
+        for name in files + dirs:
+            if not name.startswith(".~"):
+                continue
+            pid = name[2:].partition("-")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                remove_path(os.path.join(root, name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. another user's process
+        return True
+    return True
+
+
 def replace_into_place(temp: str, path: str) -> None:
     """Moves the finished ``temp`` (a file or a directory) to ``path``, replacing what is there."""
     try:
@@ -141,22 +165,65 @@ def replace_into_place(temp: str, path: str) -> None:
         remove_path(old)
 
 
+def write_new_file(path: str, data: bytes) -> None:
+    """Creates the file ``path`` (it must not exist) holding ``data``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: str, data: AnyStr) -> None:
     """Writes ``data`` (text or bytes) to ``path`` through a temporary file."""
     temp = temp_path(path)
-    raw = data if isinstance(data, bytes) else data.encode("utf-8")
     try:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        try:
-            view = memoryview(raw)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+        write_new_file(temp, data if isinstance(data, bytes) else data.encode("utf-8"))
         os.replace(temp, path)
     except BaseException:
         remove_path(temp)
         raise
+
+
+def write_object(type_info: TypeInfo, obj: Any, path: str, mode: str, open_kwargs: Optional[Dict], kwargs: Dict) -> None:
+    """Writes ``obj`` to ``path`` with its type's save function (a ``TypeInfo``), in place."""
+    if type_info.needs_path:
+        type_info.save_fn(obj, path, **kwargs)
+        return
+    file = (type_info.open_fn or open)(path, mode, **(open_kwargs or {}))
+    try:
+        type_info.save_fn(obj, file, **kwargs)
+    finally:
+        file.close()
+
+
+def write_new_object(type_info: TypeInfo, obj: Any, path: str, mode: str, open_kwargs: Optional[Dict], kwargs: Dict,
+                     name: str) -> Tuple[int, str]:
+    """Writes an object through a temporary file that replaces ``path`` once complete; returns its
+    size and checksum, counted as it is written where its bytes pass through here (a binary file
+    of the builtin ``open``), else read back from the new file."""
+    temp = temp_path(path)
+    try:
+        if type_info.needs_path:
+            type_info.save_fn(obj, temp, **kwargs)
+            if not os.path.lexists(temp):
+                raise FileNotFoundError(f'The save function of the type for "{name}" did not write {temp}.')
+            size, crc = checksum_path(temp)
+        elif type_info.open_fn is None and "b" in mode:
+            with open(temp, mode, **(open_kwargs or {})) as file:
+                writer = ChecksumWriter(file)
+                type_info.save_fn(obj, writer, **kwargs)
+            size, crc = (writer.size, hex_crc(writer.crc)) if writer.exact else checksum_path(temp)
+        else:
+            write_object(type_info, obj, temp, mode, open_kwargs, kwargs)
+            size, crc = checksum_path(temp)
+        replace_into_place(temp, path)
+    except BaseException:
+        remove_path(temp)
+        raise
+    return size, crc
 
 
 # ------------------------------------------------------------------------------ File, FilePromise
@@ -167,7 +234,8 @@ class File:
 
     It opens ``path`` at once with ``open_fn(path, mode, **open_kwargs)`` (the builtin ``open`` by
     default), delegates the usual file methods, and adds ``save(obj)`` / ``load()`` through the
-    type's functions. Use it as a context manager, or call ``close()``.
+    type's functions. Use it as a context manager, or call ``close()`` (which calls ``on_close``,
+    if given: the store then records the file's new size and checksum).
     """
 
     def __init__(
@@ -178,6 +246,8 @@ class File:
         load_fn: Callable,
         open_fn: Optional[Callable] = None,
         load_kwargs: Optional[Dict] = None,
+        *,
+        on_close: Optional[Callable[[], None]] = None,
         **open_kwargs: Any,
     ):
         self.path = path
@@ -188,6 +258,7 @@ class File:
         self.load_kwargs = load_kwargs or {}
         self.open_kwargs = open_kwargs
         self._file = (open_fn or open)(path, mode, **open_kwargs)
+        self._on_close = on_close
 
     @classmethod
     def from_promise(cls, promise: "FilePromise") -> "File":
@@ -233,6 +304,9 @@ class File:
 
     def close(self) -> None:
         self._file.close()
+        on_close, self._on_close = self._on_close, None
+        if on_close is not None:
+            on_close()
 
     @property
     def closed(self) -> bool:
@@ -263,7 +337,10 @@ class File:
 class FilePromise(Promise):
     """A stored object that is read only when ``load()`` is called (what lazy inputs receive).
 
-    ``mode`` is the read mode (``None`` for types that load from a path).
+    ``mode`` is the read mode (``None`` for types that load from a path). ``entry`` (the object's
+    recorded size and checksum) and ``verify`` say what is checked when it loads; ``on_damage``
+    makes the error for a damaged object (it gets the path and what is wrong), and ``on_change``
+    records a change made through ``store.open(promise=..., mode="a")``.
     """
 
     def __init__(
@@ -275,6 +352,11 @@ class FilePromise(Promise):
         open_fn: Optional[Callable] = None,
         mode: Optional[str] = None,
         load_kwargs: Optional[Dict] = None,
+        *,
+        entry: Optional[Dict[str, Any]] = None,
+        verify: bool = False,
+        on_damage: Optional[Callable[[str, str], BaseException]] = None,
+        on_change: Optional[Callable[[], None]] = None,
         **open_kwargs: Any,
     ):
         self.name = name
@@ -285,20 +367,28 @@ class FilePromise(Promise):
         self.mode = mode
         self.load_kwargs = load_kwargs or {}
         self.open_kwargs = open_kwargs
+        self.entry = entry or {}
+        self.verify = verify
+        self.on_damage = on_damage
+        self.on_change = on_change  # called after the file was written through open(promise=...)
 
     def __repr__(self) -> str:
         return f"<fluidml FilePromise {self.name!r} at {self.path!r}>"
 
     def load(self, **kwargs: Any) -> Any:
-        """Loads the actual object (None, with a warning, if the file is gone)."""
+        """Loads the actual object. A file that is gone or not what was saved raises
+        ``StoredResultDamaged``."""
         kwargs = {**self.load_kwargs, **kwargs}
+        mode = self.mode
+        opener = None if mode is None else (lambda: (self.open_fn or open)(self.path, mode, **self.open_kwargs))
+        raw = mode is not None and "b" in mode and self.open_fn is None
         try:
-            if self.mode is None:
-                return self.load_fn(self.path, **kwargs)
-            with File(self.path, self.mode, self.save_fn, self.load_fn, self.open_fn, **self.open_kwargs) as file:
-                return file.load(**kwargs)
-        except FileNotFoundError:
-            logger.warning('The object "%s" is gone: %s does not exist.', self.name, self.path)
-            return None
+            return load_checked(self.path, self.entry, lambda file: self.load_fn(file, **kwargs), opener,
+                                self.verify, raw)
+        except Damaged as damaged:
+            if self.on_damage is not None:
+                raise self.on_damage(self.path, str(damaged)) from damaged.__cause__
+            raise StoredResultDamaged(f'The object "{self.name}" cannot be read: {self.path} {damaged}.',
+                                      key=self.name, location=self.path) from damaged.__cause__
         except IsADirectoryError:
             return self.load_fn(self.path, **kwargs)

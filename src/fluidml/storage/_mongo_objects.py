@@ -11,17 +11,24 @@ import pickle
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional
 
-from fluidml.exception import ResultsStoreError
-
-__all__ = ["decode", "encode", "file_id"]
+__all__ = ["BrokenFile", "decode", "encode", "file_id", "is_entry"]
 
 _PIECE = 1 << 22  # bytes per write into a GridFS upload
 _WINDOW = 32  # chunks per query when reading a GridFS file (8 MB with the default chunk size)
 
 
+class BrokenFile(Exception):
+    """A GridFS file is there but incomplete (chunks missing); the text says what is wrong."""
+
+
 def file_id(entry: Any) -> Any:
     """The GridFS file id of a stored entry, None for inline objects (and for no entry)."""
     return entry.get("gridfs") if isinstance(entry, dict) else None
+
+
+def is_entry(entry: Any) -> bool:
+    """True if ``entry`` has the shape ``encode`` gives: inline bytes or a GridFS reference."""
+    return isinstance(entry, bytes) or (isinstance(entry, dict) and entry.get("gridfs") is not None)
 
 
 def encode(obj: Any, inline_limit: int, bucket: Any, filename: str, metadata: Dict[str, Any]) -> Any:
@@ -48,7 +55,8 @@ def encode(obj: Any, inline_limit: int, bucket: Any, filename: str, metadata: Di
 
 
 def decode(entry: Any, files: Any, chunks: Any) -> Any:
-    """The object of an entry. Raises ``gridfs.errors.NoFile`` if its GridFS file is gone."""
+    """The object of an entry. Raises ``gridfs.errors.NoFile`` if its GridFS file is gone and
+    ``BrokenFile`` if chunks of it are missing."""
     import gridfs.errors
 
     ref = file_id(entry)
@@ -94,7 +102,8 @@ class _ChunkReader:
             docs = list(self._chunks.find({"files_id": self._id, "n": {"$gte": self._next, "$lt": stop}},
                                           sort=[("n", 1)]))
             if [doc["n"] for doc in docs] != list(range(self._next, stop)):
-                raise ResultsStoreError(f"GridFS file {self._id} is missing chunks {self._next} to {stop - 1}.")
+                missing = sorted(set(range(self._next, stop)) - {doc["n"] for doc in docs})
+                raise BrokenFile(f"is missing chunk(s) {', '.join(map(str, missing[:5]))} of {self._count}")
             self._pending.extend(bytes(doc["data"]) for doc in docs)
             self._next = stop
         self._chunk, self._pos = memoryview(self._pending.popleft()), 0

@@ -21,7 +21,7 @@ import threading
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from fluidml.config import config_digest
-from fluidml.storage._filetypes import remove_path, temp_path, write_atomic
+from fluidml.storage._filetypes import remove_path, temp_path, write_new_file
 
 try:
     import fcntl
@@ -49,20 +49,23 @@ def split_run_dir_name(name: str) -> Optional[Tuple[str, int]]:
 class _TaskRuns:
     """What the index says about one task's runs."""
 
-    __slots__ = ("by_digest", "by_dir", "counters", "offset")
+    __slots__ = ("by_digest", "by_dir", "counters", "offset", "removed")
 
     def __init__(self) -> None:
         self.by_digest: Dict[str, str] = {}
         self.by_dir: Dict[str, str] = {}
         self.counters: Dict[str, int] = {}  # run name -> highest sweep counter seen
         self.offset = 0  # bytes of the log read so far
+        self.removed: Dict[str, str] = {}  # digest -> directory name of its run until it was removed
 
     def apply(self, digest: str, dir_name: Optional[str]) -> None:
         if dir_name is None:
             old = self.by_digest.pop(digest, None)
             if old is not None:
                 self.by_dir.pop(old, None)
+                self.removed[digest] = old
             return
+        self.removed.pop(digest, None)
         previous = self.by_dir.get(dir_name)
         if previous is not None:
             self.by_digest.pop(previous, None)
@@ -272,14 +275,21 @@ class RunIndex:
         self.refresh(task_name)
         return list(self._tasks[task_name].by_dir)
 
+    def digests(self, task_name: str) -> Dict[str, str]:
+        """Run directory name -> config digest, for the task's indexed runs."""
+        self.refresh(task_name)
+        return dict(self._tasks[task_name].by_dir)
+
     def create(
         self, task_name: str, digest: str, config: Dict, run_name: Optional[str], sweep_counter: Optional[str]
-    ) -> str:
-        """The run directory of the config, created (with its config.json) if there is none.
+    ) -> Tuple[str, bool]:
+        """The run directory of the config, created (with its config.json) if there is none, and
+        whether it was created now.
 
-        A new directory is ``<run_name>-<NNN>`` with the next counter of that run name (or
-        ``<NNN>`` without a run name); a given ``sweep_counter`` is used when that name is free,
-        so a forced run gets its old directory back.
+        A config whose run was removed gets its old directory name back (when it is free), so a
+        run that is cleared and run again, or forced, keeps its name. Otherwise a new directory is
+        ``<run_name>-<NNN>`` with the next counter of that run name (or ``<NNN>`` without a run
+        name); a given ``sweep_counter`` is used when that name is free.
         """
         with self.locked():
             runs = self._runs(task_name)
@@ -289,12 +299,15 @@ class RunIndex:
             task_dir = os.path.join(self.base_dir, task_name)
             if dir_name is not None:
                 if os.path.isdir(os.path.join(task_dir, dir_name)):
-                    return dir_name
+                    return dir_name, False
                 self._append(task_name, runs, [(digest, None)])  # deleted behind our back
             prefix = f"{run_name}-" if run_name else ""
             candidates = []
             if sweep_counter is not None and f"{prefix}{sweep_counter}" not in runs.by_dir:
                 candidates.append(f"{prefix}{sweep_counter}")
+            old_name = runs.removed.get(digest)
+            if old_name is not None and old_name not in runs.by_dir:
+                candidates.append(old_name)  # tried first
             counter = runs.counters.get(run_name or "", -1) + 1
             while True:
                 dir_name = candidates.pop() if candidates else f"{prefix}{counter:03d}"
@@ -308,10 +321,13 @@ class RunIndex:
                 except FileExistsError:  # made by someone who does not keep the index
                     runs.count(dir_name)
                     counter = runs.counters.get(run_name or "", -1) + 1
-            os.mkdir(os.path.join(run_dir, META_DIR))
-            write_atomic(os.path.join(run_dir, CONFIG_FILE), json.dumps(config, indent=4))
-            self._append(task_name, runs, [(digest, dir_name)])
-            return dir_name
+            try:  # (no temporary file needed: the directory is new, and the index lists it only after)
+                write_new_file(os.path.join(run_dir, CONFIG_FILE), json.dumps(config, indent=4).encode("utf-8"))
+                self._append(task_name, runs, [(digest, dir_name)])
+            except BaseException:
+                remove_path(run_dir)  # a run directory without config.json could not be found again
+                raise
+            return dir_name, True
 
     def remove(self, task_name: str, digest: str) -> Optional[str]:
         """Deletes the config's run directory; its name, or None if there was none."""

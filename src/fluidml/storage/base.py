@@ -8,18 +8,24 @@ from those five, so a custom store only writes the core.
 
 import contextlib
 import json
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Optional
 
 from fluidml._metadict import MetaDict
+from fluidml.exception import StoredResultDamaged
 
-__all__ = ["LazySweep", "Promise", "ResultsStore", "StoreContext", "Sweep"]
+__all__ = ["Damage", "LazySweep", "Promise", "ResultsStore", "StoreContext", "Sweep"]
+
+logger = logging.getLogger(__name__)
 
 #: The registry of a run's saved result names, kept in the store next to the results.
 SAVED_RESULTS = ".saved_results"
 #: The TaskInfo of a run, kept in the store next to the results.
 TASK_INFO = "fluidml_info"
+#: The key of the stored info under which fluidml keeps what TaskInfo's fields do not hold.
+EXTRA = "fluidml"
 
 _NO_LOCK = contextlib.nullcontext()
 
@@ -54,6 +60,60 @@ class StoreContext:
 
     run_dir: Optional[str] = None
     sweep_counter: Optional[str] = None
+
+
+@dataclass
+class Damage:
+    """Something wrong with a stored run: ``problem`` says what, ``location`` where (a file, or
+    ``db/collection/document``). ``run_id`` names the run (e.g. ``"exp-1-004"``; its config hash
+    where the store has no run id)."""
+
+    task_name: str
+    run_id: str
+    location: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f'task "{self.task_name}", run {self.run_id}: {self.problem} ({self.location})'
+
+
+def info_problem(info: Any) -> Optional[str]:
+    """What is wrong with the shape of a stored run info (``fluidml_info``), or None if nothing is."""
+    if not isinstance(info, dict):
+        return f"it holds {type(info).__name__} {json.dumps(info, default=repr)[:40]} instead of an object"
+    for key, types in (("state", str), ("run_name", str), ("sweep_counter", (str, int)), ("run_history", dict)):
+        value = info.get(key)
+        if value is not None and not isinstance(value, types):
+            return f'its "{key}" is {type(value).__name__} {value!r:.40}'
+    extra = info.get(EXTRA)
+    if extra is not None and not isinstance(extra, dict):
+        return f'its "{EXTRA}" entry is {type(extra).__name__}, not an object'
+    objects = extra.get("objects") if extra is not None else None
+    if objects is not None:
+        if not isinstance(objects, dict):
+            return 'its list of saved objects ("objects") is malformed'
+        for entry in objects.values():
+            if not isinstance(entry, dict) or not isinstance(entry.get("type"), str):
+                return 'its list of saved objects ("objects") is malformed'
+    return None
+
+
+def damage_marker(info: Optional[Dict]) -> Optional[Dict[str, str]]:
+    """The damage a run was marked with (``mark_damaged``), or None."""
+    extra = info.get(EXTRA) if isinstance(info, dict) else None
+    marker = extra.get("damage") if isinstance(extra, dict) else None
+    return marker if isinstance(marker, dict) else None
+
+
+def damage_error(task_name: str, config_hash: Optional[str], key: str, location: str, problem: str,
+                 marked: bool = True) -> StoredResultDamaged:
+    """The error for a damaged object (or run info) ``key`` of a run, in the words every store uses."""
+    what = {TASK_INFO: "its run info", SAVED_RESULTS: "its list of saved objects"}.get(key, f'the saved object "{key}"')
+    config = f" (config {config_hash})" if config_hash else ""
+    then = (f'The run is marked not finished: the next flow.run runs "{task_name}" again.' if marked else
+            f'The run counts as not finished: the next flow.run runs "{task_name}" again.')
+    return StoredResultDamaged(f'Task "{task_name}"{config}: {what} cannot be read: {location} {problem}. {then}',
+                               task_name=task_name, key=key, config_hash=config_hash, location=location)
 
 
 class ResultsStore(ABC):
@@ -110,6 +170,33 @@ class ResultsStore(ABC):
         """
         return ()
 
+    def run_damage(self, task_name: str, task_unique_config: Dict, deep: bool = False) -> List[Damage]:
+        """What is wrong with a stored run (nothing: an empty list). The planner calls it for each
+        finished run before reusing it, so it must be cheap (e.g. a size check per object);
+        ``deep=True`` checks everything the store can (checksums), for ``fluidml.results.verify``.
+        Stores without integrity data find nothing."""
+        return []
+
+    def task_names(self) -> List[str]:
+        """The names of the tasks that have runs in the store, sorted."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its tasks: it does not implement task_names().")
+
+    def check_runs(self, task_name: str, repair: bool = False) -> List[Damage]:
+        """Deep checks (``run_damage(deep=True)``) of every stored run of a task, for
+        ``fluidml.results.verify``; with ``repair``, each damaged run is marked not finished."""
+        found: List[Damage] = []
+        for config in self.stored_configs(task_name):
+            damage = self.run_damage(task_name, config, deep=True)
+            if damage and repair:
+                self.mark_damaged(task_name, config, damage[0])
+            found.extend(damage)
+        return found
+
+    def begin_attempt(self, task_name: str, task_unique_config: Dict) -> None:
+        """Called by the task runner before an attempt of a task writes its run. Until the run's info
+        is saved, this store object is the run's only writer, so it may keep the run's bookkeeping
+        in memory and write it once, with the info. Stores that need nothing here do nothing."""
+
     # ------------------------------------------------------------------------ derived behaviour
 
     def get_results(self, task_name: str, task_unique_config: Dict) -> Optional[Dict[str, Any]]:
@@ -125,9 +212,35 @@ class ResultsStore(ABC):
         return results
 
     def is_finished(self, task_name: str, task_unique_config: Dict) -> bool:
-        """True if the run exists and its stored info says it finished."""
-        info = self.load(TASK_INFO, task_name, task_unique_config)
-        return info is not None and info.get("state") == "finished"
+        """True if the run exists, its stored info says it finished, and nothing of it is damaged
+        (``run_damage``). A damaged run is not finished (with a warning naming what is damaged)."""
+        try:
+            info = self.load(TASK_INFO, task_name, task_unique_config)
+        except StoredResultDamaged as error:
+            logger.warning("%s", error)
+            return False
+        if info is None or info.get("state") != "finished":
+            return False
+        damage = self.run_damage(task_name, task_unique_config)
+        if damage:
+            logger.warning("%s. The run counts as not finished.", damage[0])
+        return not damage
+
+    def mark_damaged(self, task_name: str, task_unique_config: Dict, damage: Damage) -> None:
+        """Marks a run not finished because of ``damage`` (its info keeps what and where under
+        ``"fluidml"."damage"``), so that the next ``flow.run`` runs it again. A run without info is
+        not finished already and stays as it is."""
+        try:
+            info = self.load(TASK_INFO, task_name, task_unique_config)
+        except StoredResultDamaged:
+            info = {}  # unreadable: written anew
+        if info is None:
+            return
+        info = dict(info)
+        extra = dict(info.get(EXTRA) or {})
+        extra["damage"] = {"location": damage.location, "problem": damage.problem}
+        info.update(state="failed", **{EXTRA: extra})
+        self.save(info, TASK_INFO, type_="json", task_name=task_name, task_unique_config=task_unique_config)
 
     def find_unique_config(self, task_name: str, config: Dict) -> Optional[Dict]:
         """The stored unique config of ``task_name`` that ``config`` contains entry by entry.

@@ -1,36 +1,42 @@
 """LocalFileStore: results in a directory tree, laid out as the original fluidml lays them out.
 
     <base_dir>/<task_name>/<run_name>-<NNN>/
-        config.json              the run's unique config
-        fluidml_info.json        the run's TaskInfo (written last: a run is finished once it says so)
+        config.json              the run's unique config (written when the run is created)
         <name>.<ext>             each saved object (<sub_dir>/<name>.<ext> with sub_dir)
-        .fluidml/                .saved_results.json and .<name>_load_info.p (type, kwargs, sub_dir)
-    <base_dir>/.fluidml/         the store's lock and run index (see _runindex.py)
+        fluidml_info.json        the run's TaskInfo and its saved objects, with their sizes and
+                                 checksums (written last: a run is finished once it says so)
+    <base_dir>/.fluidml/         the store's lock, run index (see _runindex.py) and trash
 
-Runs are found by the digest of their exact unique config through the index (O(1)); objects and
-bookkeeping are written to a temporary name and renamed into place.
+Runs are found by the digest of their exact unique config through the index (O(1)); every file is
+written to a temporary name and renamed into place. While a task runs, the store object that runs
+it keeps the run's list of saved objects in memory and writes it once, with the info (see
+_runlayout.py, which also reads the layout of older versions).
 """
 
-import json
+import contextlib
+import functools
 import logging
 import os
-import pickle
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from fluidml.config import config_digest
+from fluidml.config import config_digest, hashed_config
+from fluidml.exception import ResultsStoreError, StoredResultDamaged
 from fluidml.storage._filetypes import (
-    File, FilePromise, TypeInfo, builtin_types, remove_path, replace_into_place, temp_path, write_atomic,
+    File, FilePromise, TypeInfo, builtin_types, remove_leftovers, remove_path, write_new_object, write_object,
 )
-from fluidml.storage._runindex import META_DIR, RunIndex
-from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, ResultsStore, StoreContext
+from fluidml.storage._integrity import Damaged, check_entry, checksum_path, load_checked
+from fluidml.storage._runindex import CONFIG_FILE, RunIndex
+from fluidml.storage._runlayout import INFO_FILE, BadFile, entry_kwargs, make_entry
+from fluidml.storage._runrecords import Entries, RunRecords
+from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, Damage, ResultsStore, StoreContext, damage_error
 
 __all__ = ["File", "FilePromise", "LocalFileStore", "TypeInfo"]
 
 logger = logging.getLogger(__name__)
 
-#: Bookkeeping objects live at fixed places, as JSON, without load info.
-_FIXED = {TASK_INFO: ("", "fluidml_info.json"), SAVED_RESULTS: (META_DIR, ".saved_results.json")}
 _BAD_NAME_CHARS = ("/", "\\", "\x00")
+_RESERVED_FILES = (CONFIG_FILE, INFO_FILE)  # a run's own files, which no object may replace
+_NOT_FOUND = (None, None, None)
 
 
 class LocalFileStore(ResultsStore):
@@ -47,6 +53,8 @@ class LocalFileStore(ResultsStore):
 
     Args:
         base_dir: The directory that holds the results (created when needed).
+        verify: Check every object's checksum when it is loaded. Without it, sizes are always
+            checked, and checksums of objects up to 256 KiB (where that costs next to nothing).
 
     Attributes:
         base_dir: The base directory that is used to store results from tasks.
@@ -56,15 +64,23 @@ class LocalFileStore(ResultsStore):
     keeps_objects = False
     process_safe = True  # worker processes open the same directory
 
-    def __init__(self, base_dir: str):
+    def __init__(self, base_dir: str, verify: bool = False):
         super().__init__()
         self.base_dir = os.fspath(base_dir)
+        self.verify = verify
         self.type_registry: Dict[str, TypeInfo] = builtin_types()
         self._run_info: Any = None
         self._index = RunIndex(self.base_dir)
+        self._records = RunRecords(self._index.locked)
+        self._last_found: Tuple[Optional[str], Optional[str], Optional[str]] = _NOT_FOUND
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_dir!r})"
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        state.update(_run_info=None, _last_found=_NOT_FOUND)  # the planning process's; a copy names no directories
+        return state
 
     @property
     def _type_registry(self) -> Dict[str, TypeInfo]:
@@ -93,9 +109,13 @@ class LocalFileStore(ResultsStore):
 
     def _find_run(self, task_name: str, task_unique_config: Dict) -> Optional[str]:
         """The run directory of (task, exact unique config), or None."""
-        self._task_dir(task_name)
-        dir_name = self._index.find(task_name, config_digest(task_unique_config))
-        return None if dir_name is None else os.path.join(self.base_dir, task_name, dir_name)
+        digest = config_digest(task_unique_config)
+        last, self._last_found = self._last_found, _NOT_FOUND
+        if last[0] == task_name and last[1] == digest:
+            return last[2]  # planning: the run whose info was just read, now checked
+        task_dir = self._task_dir(task_name)
+        dir_name = self._index.find(task_name, digest)
+        return None if dir_name is None else task_dir + os.sep + dir_name
 
     def _run_dir(self, task_name: str, task_unique_config: Dict) -> str:
         """The run directory of (task, exact unique config), created if there is none."""
@@ -106,19 +126,23 @@ class LocalFileStore(ResultsStore):
         return run_dir
 
     def get_context(self, task_name: str, task_unique_config: Dict) -> StoreContext:
-        """The run's directory and sweep counter; creates the run directory if there is none.
+        """The run's directory and sweep counter; creates the run directory if there is none (in an
+        existing one, temporary files that writers which have died left are removed).
 
         A new directory is named after ``run_info`` (``<run_name>-<NNN>``, the next counter of that
         run name, or the stored counter of a run that is re-created).
         """
-        self._task_dir(task_name)
+        task_dir = self._task_dir(task_name)
         info = self._run_info
-        run_name = _field(info, "run_name")
-        counter = _field(info, "sweep_counter")
-        dir_name = self._index.create(task_name, config_digest(task_unique_config), task_unique_config,
-                                      run_name, counter)
-        return StoreContext(run_dir=os.path.join(self.base_dir, task_name, dir_name),
-                            sweep_counter=dir_name.rpartition("-")[2])
+        try:
+            dir_name, created = self._index.create(task_name, config_digest(task_unique_config), task_unique_config,
+                                                   _field(info, "run_name"), _field(info, "sweep_counter"))
+            if not created:  # a run found again (e.g. after its process died): no leftovers of dead writers
+                remove_leftovers(os.path.join(task_dir, dir_name))
+        except OSError as error:
+            raise ResultsStoreError(f'Task "{task_name}": its run directory cannot be created in {task_dir}: '
+                                    f"{_reason(error)}.", task_name=task_name) from error
+        return StoreContext(run_dir=os.path.join(task_dir, dir_name), sweep_counter=dir_name.rpartition("-")[2])
 
     def stored_configs(self, task_name: str) -> Iterator[Dict]:
         """The unique configs of the task's runs (read from their config.json files)."""
@@ -128,7 +152,15 @@ class LocalFileStore(ResultsStore):
             if config is not None:
                 yield config
 
-    # ------------------------------------------------------------------------------ types, load info
+    def task_names(self) -> List[str]:
+        """The names of the tasks with runs in the directory, sorted."""
+        try:
+            entries = list(os.scandir(self.base_dir))
+        except FileNotFoundError:
+            return []
+        return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+
+    # ------------------------------------------------------------------------------ bookkeeping
 
     def _type(self, type_: Optional[str]) -> TypeInfo:
         name = "pickle" if type_ is None else type_
@@ -138,34 +170,41 @@ class LocalFileStore(ResultsStore):
             raise KeyError(f"LocalFileStore has no type {name!r}; registered types: {sorted(self.type_registry)}. "
                            f"Register it with a TypeInfo in type_registry (see LocalFileStore).") from None
 
-    @staticmethod
-    def _load_info_path(run_dir: str, name: str) -> str:
-        return os.path.join(run_dir, META_DIR, f".{name.lstrip('.')}_load_info.p")
+    def _key(self, task_name: str, config: Dict) -> Tuple[str, str]:
+        return task_name, config_digest(config)
 
-    def _read_load_info(self, run_dir: str, name: str) -> Optional[Dict]:
-        path = self._load_info_path(run_dir, name)
+    def begin_attempt(self, task_name: str, task_unique_config: Dict) -> None:
+        """From now until its info is saved, the run's objects are listed in memory (this store
+        object is the run's only writer) and written once, with the info: only what this attempt
+        saves is listed."""
+        self._records.begin(self._key(task_name, task_unique_config))
+
+    def _read_info(self, run_dir: str, task_name: str, config: Dict) -> Optional[Dict[str, Any]]:
         try:
-            with open(path, "rb") as f:
-                info = pickle.load(f)
-        except FileNotFoundError:
-            return None
-        except Exception as error:  # a torn or foreign file: the object cannot be found through it
-            logger.warning('Cannot read how the object "%s" was saved: %s is unreadable (%s).', name, path, error)
-            return None
-        return info if isinstance(info, dict) else None
+            return self._records.info(run_dir)
+        except BadFile as bad:
+            raise self._unreadable(task_name, config, bad) from None
 
-    def _object(self, run_dir: str, name: str) -> Optional[Tuple[str, TypeInfo, Dict, Dict]]:
-        """(path, type, load kwargs, open kwargs) of a saved object, or None if it was never saved."""
-        fixed = _FIXED.get(name)
-        if fixed is not None:
-            return os.path.join(run_dir, *fixed), self.type_registry.get("json") or builtin_types()["json"], {}, {}
-        info = self._read_load_info(run_dir, name)
-        if info is None:
-            return None
-        type_info = self._type(info.get("type_"))
-        obj_dir = os.path.normpath(os.path.join(run_dir, info.get("obj_dir") or "."))
-        path = os.path.join(obj_dir, type_info.file_name(name))
-        return path, type_info, info.get("load_kwargs") or {}, info.get("open_kwargs") or {}
+    def _entries(self, run_dir: str, task_name: str, config: Dict) -> Entries:
+        """The run's saved objects (see ``RunRecords.entries``)."""
+        try:
+            return self._records.entries(run_dir, self._key(task_name, config))
+        except BadFile as bad:
+            raise self._unreadable(task_name, config, bad) from None
+
+    @staticmethod
+    def _unreadable(task_name: str, config: Dict, bad: BadFile) -> StoredResultDamaged:
+        key = TASK_INFO if os.path.basename(bad.location) == INFO_FILE else SAVED_RESULTS
+        return damage_error(task_name, hashed_config(config).hash, key, bad.location, bad.problem, marked=False)
+
+    def _path(self, run_dir: str, name: str, entry: Dict[str, Any]) -> Tuple[str, TypeInfo]:
+        type_info = self._type(entry.get("type"))
+        relative = entry.get("dir") or "."
+        obj_dir = run_dir if relative == "." else os.path.normpath(os.path.join(run_dir, relative))
+        return obj_dir + os.sep + type_info.file_name(name), type_info
+
+    def _path_of(self, run_dir: str, name: str, entry: Dict[str, Any]) -> str:
+        return self._path(run_dir, name, entry)[0]
 
     def _object_dir(self, run_dir: str, sub_dir: Optional[str]) -> Tuple[str, str]:
         """(directory, directory relative to the run) for an object saved with ``sub_dir``."""
@@ -178,10 +217,42 @@ class LocalFileStore(ResultsStore):
         os.makedirs(obj_dir, exist_ok=True)
         return obj_dir, relative
 
-    def _write_load_info(self, run_dir: str, name: str, type_: str, obj_dir: str,
-                         open_kwargs: Optional[Dict], load_kwargs: Optional[Dict]) -> None:
-        info = {"open_kwargs": open_kwargs or {}, "load_kwargs": load_kwargs or {}, "obj_dir": obj_dir, "type_": type_}
-        write_atomic(self._load_info_path(run_dir, name), pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL))
+    def _damaged(self, run_dir: str, task_name: str, config: Dict, name: str, location: str,
+                 problem: str) -> StoredResultDamaged:
+        """The error for a damaged object; the run is marked not finished (unless its attempt is in
+        progress here)."""
+        marked = self._records.attempt(self._key(task_name, config)) is None
+        if marked:
+            try:
+                self._records.mark(run_dir, location, problem)
+            except OSError as error:
+                logger.warning("Cannot mark the damaged run %s as not finished: %s", run_dir, error)
+                marked = False
+        return damage_error(task_name, hashed_config(config).hash, name, location, problem, marked=marked)
+
+    def _on_damage(self, run_dir: str, task_name: str, config: Dict, name: str) -> Callable[[str, str], BaseException]:
+        return functools.partial(self._damaged, run_dir, task_name, config, name)
+
+    def _on_change(self, run_dir: str, task_name: str, config: Dict, name: str) -> Callable[[], None]:
+        return functools.partial(self._rechecksum, run_dir, task_name, config, name)
+
+    def _rechecksum(self, run_dir: str, task_name: str, config: Dict, name: str) -> None:
+        with self._writing(task_name, name, run_dir, run_dir):
+            self._records.rechecksum(run_dir, self._key(task_name, config), name, self._path_of)
+
+    @contextlib.contextmanager
+    def _writing(self, task_name: str, name: str, run_dir: str, path: str) -> Iterator[None]:
+        """Turns an OSError while writing into an error naming the task, the object and the file."""
+        try:
+            yield
+        except OSError as error:
+            if not os.path.isdir(run_dir):
+                raise ResultsStoreError(
+                    f'Task "{task_name}": its run directory {run_dir} was removed while "{name}" was written to it '
+                    f"(by another process: a flow.run with force, or delete_run). Run the task again.",
+                    task_name=task_name, key=name) from error
+            raise ResultsStoreError(f'Task "{task_name}": "{name}" cannot be written to {path}: {_reason(error)}.',
+                                    task_name=task_name, key=name) from error
 
     # ------------------------------------------------------------------------------ core methods
 
@@ -203,91 +274,119 @@ class LocalFileStore(ResultsStore):
         ``type_`` names a registered type (``"pickle"`` when not given); ``mode`` and
         ``open_kwargs`` go to the open function, ``load_kwargs`` are kept for later loads, and the
         other keyword arguments go to the type's save function (e.g. ``indent=4`` for JSON). The
-        file appears complete or not at all.
+        file appears complete or not at all; its size and checksum are recorded.
         """
         _check_name(name)
         task_name, task_unique_config = _check_run(task_name, task_unique_config)
+        if name == SAVED_RESULTS:
+            return  # the list of saved objects is kept with the run's info
         type_info = self._type(type_)
         run_dir = self._run_dir(task_name, task_unique_config)
-        fixed = _FIXED.get(name)
-        if fixed is not None:
-            write_atomic(os.path.join(run_dir, *fixed), _json_text(obj, kwargs))
+        key = self._key(task_name, task_unique_config)
+        if name == TASK_INFO:
+            with self._writing(task_name, name, run_dir, os.path.join(run_dir, INFO_FILE)):
+                self._records.save_info(run_dir, key, obj, self._path_of, **kwargs)
             return
-        obj_dir, relative = self._object_dir(run_dir, sub_dir)
-        self._write_load_info(run_dir, name, type_ or "pickle", relative, open_kwargs, load_kwargs)
-        path = os.path.join(obj_dir, type_info.file_name(name))
+        path = os.path.join(run_dir, sub_dir or "", type_info.file_name(name))
         mode = mode or type_info.write_mode()
-        if "a" in mode or "+" in mode:  # appending to or updating the file there is: in place
-            _write(type_info, obj, path, mode, open_kwargs, kwargs)
-            return
-        temp = temp_path(path)
-        try:
-            _write(type_info, obj, temp, mode, open_kwargs, kwargs)
-            if type_info.needs_path and not os.path.lexists(temp):
-                raise FileNotFoundError(f'The save function of the type for "{name}" did not write {temp}.')
-            replace_into_place(temp, path)
-        except BaseException:
-            remove_path(temp)
-            raise
+        attempt = self._records.attempt(key)
+        if attempt is not None and "a" in mode and name not in attempt:
+            mode = mode.replace("a", "w")  # every attempt starts clean: nothing of an earlier one is appended to
+        with self._writing(task_name, name, run_dir, path):
+            obj_dir, relative = self._object_dir(run_dir, sub_dir)
+            path = os.path.join(obj_dir, type_info.file_name(name))
+            _check_reserved(run_dir, path, name, task_name)
+            if "a" in mode or "+" in mode:  # appending to or updating the file there is: in place
+                write_object(type_info, obj, path, mode, open_kwargs, kwargs)
+                size, crc = (None, None) if attempt is not None else checksum_path(path)
+            else:
+                size, crc = write_new_object(type_info, obj, path, mode, open_kwargs, kwargs, name)
+            entry = make_entry(type_ or "pickle", relative, size, crc, open_kwargs, load_kwargs)
+            if size is None:
+                entry["_deferred"] = True
+            self._records.record(run_dir, key, name, entry)
 
     def load(self, name: str, task_name: str, task_unique_config: Dict, lazy: bool = False,
              **kwargs: Any) -> Optional[Any]:
-        """The object ``name`` of the run, or None if there is none.
+        """The object ``name`` of the run, or None if the run did not save one.
 
         With ``lazy=True`` a ``FilePromise`` is returned, loaded on ``promise.load()``. Keyword
-        arguments go to the type's load function (over the ``load_kwargs`` given at save time).
+        arguments go to the type's load function (over the ``load_kwargs`` given at save time). An
+        object the run saved that cannot be read (missing, of another size or, with
+        ``verify=True``, checksum than saved) raises ``StoredResultDamaged``.
         """
         run_dir = self._find_run(task_name, task_unique_config)
         if run_dir is None:
             return None
-        found = self._object(run_dir, name)
-        if found is None and not os.path.isdir(run_dir) and self._index.refresh(task_name):
-            return self.load(name, task_name, task_unique_config, lazy, **kwargs)  # moved by another process
-        if found is None:
+        if name == TASK_INFO:
+            info = self._read_info(run_dir, task_name, task_unique_config)
+            if info is None and not os.path.isdir(run_dir) and self._index.refresh(task_name):
+                return self.load(name, task_name, task_unique_config, lazy, **kwargs)  # moved by another process
+            if info is not None:
+                self._last_found = (task_name, config_digest(task_unique_config), run_dir)
+            return None if info is None else dict(info)
+        entries = self._entries(run_dir, task_name, task_unique_config)
+        if name == SAVED_RESULTS:
+            return list(entries)
+        entry = entries.get(name)
+        if entry is None:
+            if not os.path.isdir(run_dir) and self._index.refresh(task_name):
+                return self.load(name, task_name, task_unique_config, lazy, **kwargs)  # moved by another process
             return None
-        path, type_info, load_kwargs, open_kwargs = found
-        load_kwargs = {**load_kwargs, **kwargs}
-        read_mode = None if type_info.needs_path else type_info.read_mode()
-        if lazy and name not in _FIXED:
-            if not os.path.lexists(path):
-                return None
-            return FilePromise(name, path, type_info.save_fn, type_info.load_fn, type_info.open_fn, read_mode,
-                               load_kwargs, **open_kwargs)
+        path, type_info = self._path(run_dir, name, entry)
+        load_kwargs, open_kwargs = entry_kwargs(entry)
+        load_kwargs.update(kwargs)
+        mode = None if type_info.needs_path else type_info.read_mode()
+        on_damage = self._on_damage(run_dir, task_name, task_unique_config, name)
+        if lazy:
+            problem = check_entry(path, entry)
+            if problem is not None:
+                raise on_damage(path, problem)
+            return FilePromise(name, path, type_info.save_fn, type_info.load_fn, type_info.open_fn, mode,
+                               load_kwargs, entry=entry, verify=self.verify, on_damage=on_damage,
+                               on_change=self._on_change(run_dir, task_name, task_unique_config, name), **open_kwargs)
+        opener = None if mode is None else functools.partial(type_info.open_fn or open, path, mode, **open_kwargs)
         try:
-            if read_mode is None:
-                return type_info.load_fn(path, **load_kwargs)
-            with File(path, read_mode, type_info.save_fn, type_info.load_fn, type_info.open_fn,
-                      **open_kwargs) as file:
-                return file.load(**load_kwargs)
-        except FileNotFoundError:
-            return None
+            return load_checked(path, entry, lambda file: type_info.load_fn(file, **load_kwargs), opener,
+                                self.verify, raw=mode is not None and "b" in mode and type_info.open_fn is None)
+        except Damaged as damaged:
+            raise on_damage(path, str(damaged)) from damaged.__cause__
         except IsADirectoryError:
             return type_info.load_fn(path, **load_kwargs)
         except Exception as error:
-            if name not in _FIXED:
-                if hasattr(error, "add_note"):
-                    error.add_note(f'fluidml: while loading the object "{name}" of task "{task_name}" from {path}')
-                raise
-            logger.warning('Ignoring the unreadable %s of task "%s" (%s): %s. The run counts as not finished.',
-                           path, task_name, type(error).__name__, error)
-            return None
+            if hasattr(error, "add_note"):
+                error.add_note(f'fluidml: while loading the object "{name}" of task "{task_name}" from {path}')
+            raise
 
     def delete(self, name: str, task_name: str, task_unique_config: Dict) -> None:
-        """Deletes the object ``name`` of the run (its file or directory and its load info)."""
+        """Deletes the object ``name`` of the run (its file or directory) and unlists it."""
         run_dir = self._find_run(task_name, task_unique_config)
-        found = None if run_dir is None else self._object(run_dir, name)
-        if run_dir is None or found is None:
+        if run_dir is not None and name == TASK_INFO:
+            remove_path(os.path.join(run_dir, INFO_FILE))
+            self._records.forget(run_dir)
+            return
+        entry = None if run_dir is None else self._entries(run_dir, task_name, task_unique_config).get(name)
+        if run_dir is None or entry is None:
             logger.debug('Nothing to delete: task "%s" has no object "%s" for this config.', task_name, name)
             return
-        remove_path(found[0])
-        if name not in _FIXED:
-            remove_path(self._load_info_path(run_dir, name))
+        remove_path(self._path_of(run_dir, name, entry))
+        self._records.record(run_dir, self._key(task_name, task_unique_config), name, None)
 
     def delete_run(self, task_name: str, task_unique_config: Dict) -> None:
-        """Deletes the run's whole directory."""
-        self._task_dir(task_name)
-        if self._index.remove(task_name, config_digest(task_unique_config)) is None:
+        """Deletes the run's whole directory (leftovers of interrupted writes included)."""
+        task_dir = self._task_dir(task_name)
+        digest = config_digest(task_unique_config)
+        self._last_found = _NOT_FOUND
+        dir_name = self._index.find(task_name, digest)
+        self._records.drop((task_name, digest), None if dir_name is None else os.path.join(task_dir, dir_name))
+        if dir_name is None:
             logger.debug('Nothing to delete: task "%s" has no run for this config.', task_name)
+            return
+        try:
+            self._index.remove(task_name, digest)
+        except OSError as error:
+            raise ResultsStoreError(f'Task "{task_name}": its run {os.path.join(task_dir, dir_name)} cannot be '
+                                    f"removed: {_reason(error)}.", task_name=task_name) from error
 
     def open(
         self,
@@ -305,13 +404,16 @@ class LocalFileStore(ResultsStore):
         With ``promise`` the promised file is opened (in ``mode`` if given). Otherwise ``name``,
         ``task_name``, ``task_unique_config`` and ``mode`` are needed: ``"r"`` opens a saved
         object, ``"w"`` creates one (of ``type_``, pickle by default; the run directory is created
-        if needed), ``"a"`` appends to one. Binary types are opened in binary mode.
+        if needed), ``"a"`` appends to one. Binary types are opened in binary mode. The size and
+        checksum of a written object are recorded with the run's info.
         """
         if promise is not None:
             if not isinstance(promise, FilePromise):
                 raise TypeError(f"open(promise=...) takes a FilePromise, got {type(promise).__name__}.")
-            return File(promise.path, mode or promise.mode or "r", promise.save_fn, promise.load_fn, promise.open_fn,
-                        promise.load_kwargs, **promise.open_kwargs)
+            mode = mode or promise.mode or "r"
+            on_close = getattr(promise, "on_change", None) if any(c in mode for c in "wa+") else None
+            return File(promise.path, mode, promise.save_fn, promise.load_fn, promise.open_fn,
+                        promise.load_kwargs, on_close=on_close, **promise.open_kwargs)
         missing = [arg for arg, value in (("name", name), ("task_name", task_name),
                                           ("task_unique_config", task_unique_config), ("mode", mode)) if value is None]
         if missing:
@@ -321,33 +423,88 @@ class LocalFileStore(ResultsStore):
         _check_name(name)
         if "r" in mode:
             run_dir = self._find_run(task_name, task_unique_config)
-            found = None if run_dir is None else self._object(run_dir, name)
-            if found is None:
+            entry = None if run_dir is None else self._entries(run_dir, task_name, task_unique_config).get(name)
+            if run_dir is None or entry is None:
                 raise FileNotFoundError(f'Task "{task_name}" has no saved object "{name}" for this config '
                                         f"(run directory: {run_dir or 'none'}).")
-            path, type_info, load_kwargs, stored_open_kwargs = found
+            path, type_info = self._path(run_dir, name, entry)
+            problem = check_entry(path, entry)
+            if problem is not None:
+                raise self._damaged(run_dir, task_name, task_unique_config, name, path, problem)
+            load_kwargs, stored_open_kwargs = entry_kwargs(entry)
             return File(path, _binary(mode, type_info), type_info.save_fn, type_info.load_fn, type_info.open_fn,
                         load_kwargs, **{**stored_open_kwargs, **open_kwargs})
         run_dir = self._run_dir(task_name, task_unique_config)
-        stored = self._read_load_info(run_dir, name) if "a" in mode else None
-        if stored is not None:
-            type_name, relative = stored.get("type_") or "pickle", stored.get("obj_dir") or "."
+        entry = self._entries(run_dir, task_name, task_unique_config).get(name) if "a" in mode else None
+        if "a" in mode and entry is None and self._records.attempt(self._key(task_name, task_unique_config)) is not None:
+            mode = mode.replace("a", "w")  # every attempt starts clean: nothing of an earlier one is appended to
+        if entry is not None:
+            entry = dict(entry, size=None, crc32=None)
+            relative = entry.get("dir") or "."
             obj_dir = os.path.normpath(os.path.join(run_dir, relative))
-            load_kwargs = stored.get("load_kwargs") or {}
         else:
-            type_name = type_ or "pickle"
-            self._type(type_name)
+            self._type(type_)
             obj_dir, relative = self._object_dir(run_dir, sub_dir)
-            load_kwargs = {}
-            self._write_load_info(run_dir, name, type_name, relative, open_kwargs, None)
-        type_info = self._type(type_name)
-        return File(os.path.join(obj_dir, type_info.file_name(name)), _binary(mode, type_info), type_info.save_fn,
-                    type_info.load_fn, type_info.open_fn, load_kwargs, **open_kwargs)
+            entry = make_entry(type_ or "pickle", relative, None, None, open_kwargs, None)
+        type_info = self._type(entry["type"])
+        path = os.path.join(obj_dir, type_info.file_name(name))
+        _check_reserved(run_dir, path, name, task_name)
+        with self._writing(task_name, name, run_dir, path):
+            file = File(path, _binary(mode, type_info), type_info.save_fn, type_info.load_fn, type_info.open_fn,
+                        entry_kwargs(entry)[0], on_close=self._on_change(run_dir, task_name, task_unique_config, name),
+                        **open_kwargs)
+            entry["_deferred"] = True
+            self._records.record(run_dir, self._key(task_name, task_unique_config), name, entry)
+        return file
 
-    def __getstate__(self) -> Dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_run_info"] = None  # the planning process's; a copy names no directories
-        return state
+    def _register_result(self, name: Optional[str], task_name: str, task_unique_config: Dict) -> None:
+        """Nothing to do: ``save`` and ``open`` list what they write."""
+
+    def _unregister_result(self, name: str, task_name: str, task_unique_config: Dict) -> None:
+        """Nothing to do: ``delete`` unlists what it deletes."""
+
+    # ------------------------------------------------------------------------------ integrity
+
+    def run_damage(self, task_name: str, task_unique_config: Dict, deep: bool = False) -> List[Damage]:
+        """What is wrong with the run: an unreadable info or list of objects, a saved object that is
+        gone or of another size (a stat each), a damage it was marked with; with ``deep`` also an
+        object of another checksum, or a config.json that is gone or holds another config."""
+        run_dir = self._find_run(task_name, task_unique_config)
+        if run_dir is None:
+            return []
+        if not deep and self._sizes_match(run_dir):
+            return []
+        digest = config_digest(task_unique_config) if deep else None
+        return self._records.damage(task_name, run_dir, self._path_of, deep, digest)
+
+    def _sizes_match(self, run_dir: str) -> bool:
+        """The common case of the planner's check, made quick: a format-2 run without a damage mark
+        whose objects (files in the run directory) all have their recorded sizes. False sends the
+        run to the full check, which also tells what is wrong."""
+        try:
+            info = self._records.info(run_dir)
+        except BadFile:
+            return False
+        extra = info.get("fluidml") if info is not None else None
+        objects = extra.get("objects") if isinstance(extra, dict) and "damage" not in extra else None
+        if not isinstance(objects, dict):
+            return False
+        for name, entry in objects.items():
+            type_info = self.type_registry.get(entry.get("type"))
+            if type_info is None or type_info.needs_path or entry.get("dir") != "." or entry.get("size") is None:
+                return False
+            try:
+                if os.stat(run_dir + os.sep + type_info.file_name(name)).st_size != entry["size"]:
+                    return False
+            except OSError:
+                return False
+        return True
+
+    def check_runs(self, task_name: str, repair: bool = False) -> List[Damage]:
+        """Deep checks of every run directory of the task (``fluidml.results.verify``); with
+        ``repair``, damaged runs are marked not finished."""
+        task_dir = self._task_dir(task_name)
+        return self._records.check_task(task_name, task_dir, self._index.digests(task_name), self._path_of, repair)
 
 
 def _field(info: Any, key: str) -> Optional[str]:
@@ -355,10 +512,21 @@ def _field(info: Any, key: str) -> Optional[str]:
     return str(value) if value not in (None, "") else None
 
 
+def _reason(error: OSError) -> str:
+    return f"{error.strerror} (errno {error.errno})" if error.strerror else str(error)
+
+
 def _check_name(name: Any) -> None:
     if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in _BAD_NAME_CHARS):
         raise ValueError(f"The object name {name!r} cannot be a file name; use a non-empty name without path "
                          f"separators.")
+
+
+def _check_reserved(run_dir: str, path: str, name: str, task_name: str) -> None:
+    path = os.path.normpath(path)
+    if os.path.dirname(path) == os.path.normpath(run_dir) and os.path.basename(path) in _RESERVED_FILES:
+        raise ValueError(f'Task "{task_name}": the object "{name}" would be written to {path} and replace the '
+                         f"run's own {os.path.basename(path)}; save it under another name or type.")
 
 
 def _check_run(task_name: Optional[str], task_unique_config: Optional[Dict]) -> Tuple[str, Dict]:
@@ -369,18 +537,3 @@ def _check_run(task_name: Optional[str], task_unique_config: Optional[Dict]) -> 
 
 def _binary(mode: str, type_info: TypeInfo) -> str:
     return mode + "b" if type_info.is_binary and "b" not in mode and not type_info.needs_path else mode
-
-
-def _json_text(obj: Any, kwargs: Dict[str, Any]) -> str:
-    return json.dumps(obj, **kwargs)
-
-
-def _write(type_info: TypeInfo, obj: Any, path: str, mode: str, open_kwargs: Optional[Dict], kwargs: Dict) -> None:
-    if type_info.needs_path:
-        type_info.save_fn(obj, path, **kwargs)
-        return
-    file = (type_info.open_fn or open)(path, mode, **(open_kwargs or {}))
-    try:
-        type_info.save_fn(obj, file, **kwargs)
-    finally:
-        file.close()

@@ -1,7 +1,7 @@
 """InMemoryStore: results in a dict, keyed by task name and unique-config digest (O(1) lookups)."""
 
 import logging
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from fluidml.config import config_digest
 from fluidml.storage.base import ResultsStore, StoreContext
@@ -68,6 +68,10 @@ class InMemoryStore(ResultsStore):
         """Deletes the run, if it exists."""
         with self.lock:
             self._runs.pop((task_name, config_digest(task_unique_config)), None)
+
+    def task_names(self) -> List[str]:
+        """The names of the tasks with runs in the store, sorted."""
+        return sorted({task_name for task_name, _ in list(self._runs.keys())})
 
     def get_context(self, task_name: str, task_unique_config: Dict) -> Optional[StoreContext]:
         """In-memory runs have no directory: always None."""

@@ -22,12 +22,13 @@ import contextlib
 import logging
 import os
 import threading
-from typing import Any, Dict, Iterable, Iterator, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 from fluidml.config import HashedConfig, hashed_config
-from fluidml.exception import ResultsStoreError
-from fluidml.storage._mongo_objects import decode, encode, file_id
-from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, ResultsStore, StoreContext
+from fluidml.exception import ResultsStoreError, StoredResultDamaged, StoreUnavailableError
+from fluidml.storage._mongo_checks import Broken, RunDocs, field_of
+from fluidml.storage._mongo_objects import encode, file_id
+from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, Damage, ResultsStore, StoreContext, damage_error, info_problem
 
 __all__ = ["MongoDBStore"]
 
@@ -51,9 +52,7 @@ def _require_pymongo() -> None:
         ) from error
 
 
-def _field(name: str) -> str:
-    """The document field of an object name (never starts with ``$``, holds no ``.``)."""
-    return _OBJ + name.replace("%", "%25").replace(".", "%2E").replace("$", "%24")
+_field = field_of
 
 
 def _key(task_name: str, config: HashedConfig) -> Dict[str, str]:
@@ -104,13 +103,14 @@ class MongoDBStore(ResultsStore):
         self._pid: Optional[int] = None
         self._mutex = threading.Lock()
         self._absent: Optional[Tuple[str, str]] = None  # the last run a load found missing (saves a query)
+        self._attempts: Dict[Tuple[str, str], List[str]] = {}  # (task, digest) -> names registered by its attempt
 
     # ------------------------------------------------------------------------------ connection
 
     def __getstate__(self) -> Dict[str, Any]:
         state = self.__dict__.copy()
         # each process connects itself
-        state.update(_client=None, _handles=None, _pid=None, _mutex=None, _absent=None)
+        state.update(_client=None, _handles=None, _pid=None, _mutex=None, _absent=None, _attempts={})
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
@@ -203,7 +203,7 @@ class MongoDBStore(ResultsStore):
             yield
         except pymongo.errors.ConnectionFailure as error:
             reason = str(error).split(", Timeout:")[0]
-            raise ResultsStoreError(
+            raise StoreUnavailableError(
                 f"MongoDB server at {self.address} is not reachable while {what} ({reason}). Check that "
                 f"the server runs and that MongoDBStore(host=...) names it.", **fields
             ) from error
@@ -250,11 +250,16 @@ class MongoDBStore(ResultsStore):
 
     def _delete_files(self, file_ids: Iterable[Any]) -> None:
         import gridfs.errors
+        import pymongo.errors
 
-        bucket = self._collections().bucket
+        handles = self._collections()
         for ref in file_ids:
-            with contextlib.suppress(gridfs.errors.NoFile):
-                bucket.delete(ref)
+            try:
+                handles.bucket.delete(ref)
+            except gridfs.errors.NoFile:
+                pass  # (its chunks are deleted too)
+            except pymongo.errors.OperationFailure:  # a server that refuses to delete a file without its files entry
+                handles.chunks.delete_many({"files_id": ref})
 
     # ------------------------------------------------------------------------------ objects
 
@@ -271,53 +276,121 @@ class MongoDBStore(ResultsStore):
             entry = encode(obj, self.inline_limit, self._collections().bucket, f"{task_name}/{config.hash}/{name}",
                            {"task": task_name, "digest": config.digest, "name": name})
             changes: Dict[str, Any] = {field: entry, "stored": True}
+            attempt = None
             if name == TASK_INFO and isinstance(obj, dict):
                 changes["state"] = obj.get("state")
+                attempt = self._attempts.pop((task_name, config.digest), None)
+                if attempt is not None:  # the run lists exactly what this attempt saved
+                    changes["saved"] = attempt
             try:
-                old = self._update(task_name, config, {"$set": changes}, before={field: 1}).get(field)
+                before = self._update(task_name, config, {"$set": changes}, before={field: 1, "saved": 1})
             except BaseException:
                 if file_id(entry) is not None:
                     with contextlib.suppress(Exception):
                         self._delete_files([file_id(entry)])
                 raise
-            if file_id(old) is not None:
-                self._delete_files([file_id(old)])
+            if file_id(before.get(field)) is not None:
+                self._delete_files([file_id(before.get(field))])
+            if attempt is not None:
+                stale = [n for n in before.get("saved") or [] if isinstance(n, str) and n not in attempt]
+                if stale:
+                    self._drop_objects(task_name, config, stale)
+
+    def begin_attempt(self, task_name: str, task_unique_config: Dict) -> None:
+        """From now until its info is saved, the names this attempt registers are kept: the info
+        then lists exactly these, and objects of an earlier attempt that crashed are dropped."""
+        self._attempts[(task_name, hashed_config(task_unique_config).digest)] = []
+
+    def _drop_objects(self, task_name: str, config: HashedConfig, names: List[str]) -> None:
+        """Removes objects of the run (and their GridFS files) that its last attempt did not save."""
+        fields = {_field(name): 1 for name in names}
+        old = self._collections().runs.find_one_and_update(_key(task_name, config),
+                                                           {"$unset": {f: "" for f in fields}}, projection=fields)
+        self._delete_files(file_id(old.get(f)) for f in fields if old is not None and file_id(old.get(f)) is not None)
 
     def load(self, name: str, task_name: str, task_unique_config: Dict, lazy: bool = False,
              **kwargs: Any) -> Optional[Any]:
-        """The object ``name`` of the run, or None. ``lazy`` has no effect here (the value is returned,
-        as in the original fluidml)."""
+        """The object ``name`` of the run, or None if the run did not save one. ``lazy`` has no effect
+        here (the value is returned, as in the original fluidml). An object the run lists as saved
+        that cannot be read (its field or GridFS file gone or incomplete, its bytes undecodable)
+        raises ``StoredResultDamaged``, and the run is marked not finished."""
         import gridfs.errors
 
         config = hashed_config(task_unique_config)
         field = "saved" if name == SAVED_RESULTS else _field(name)
         with self._guard("loading", task_name, name, config):
-            for _ in range(2):
-                doc = self._collections().runs.find_one(_key(task_name, config), {field: 1, "_id": 0})
+            docs = self._docs()
+            for attempt in range(2):
+                doc = self._collections().runs.find_one(_key(task_name, config), {field: 1, "saved": 1})
                 if doc is None:
                     self._absent = (task_name, config.digest)
                     return None
-                if doc.get(field) is None:
-                    return None
-                if name == SAVED_RESULTS:
-                    return list(doc[field])
                 try:
-                    return decode(doc[field], self._collections().files, self._collections().chunks)
+                    saved = docs.saved(doc)
+                    if name == SAVED_RESULTS:
+                        return saved
+                    if doc.get(field) is None:
+                        if name != TASK_INFO and saved and name in saved:
+                            raise Broken(docs.where(doc, field), "is missing, but the run lists the object as saved")
+                        return None
+                    value = docs.decode(doc, field)
+                    problem = info_problem(value) if name == TASK_INFO else None
+                    if problem is not None:
+                        raise Broken(docs.where(doc, field), f"is not a run info: {problem}")
+                    return value
                 except gridfs.errors.NoFile:
-                    continue  # replaced by another process between the two reads: read again
-        return None
+                    if attempt == 0:
+                        continue  # replaced by another process between the two reads: read again
+                    broken = Broken(docs.gridfs_where(doc.get(field)), "is missing")
+                except Broken as error:
+                    broken = error
+                break
+        raise self._damaged(task_name, config, name, broken)
 
     def get_results(self, task_name: str, task_unique_config: Dict) -> Optional[Dict[str, Any]]:
-        """All objects the run saved (by its registry), read with one query; None if it saved nothing."""
+        """All objects the run saved (by its registry), read with one query; None if it saved nothing.
+        An object it lists that cannot be read raises ``StoredResultDamaged``."""
+        import gridfs.errors
+
         config = hashed_config(task_unique_config)
         with self._guard("loading the results", task_name, config=config):
+            docs = self._docs()
             doc = self._collections().runs.find_one(_key(task_name, config))
-            names = doc.get("saved") if doc is not None else None
-            if not names:
+            if doc is None:
                 return None
-            handles = self._collections()
-            return {name: decode(doc[_field(name)], handles.files, handles.chunks)
-                    for name in names if doc.get(_field(name)) is not None}
+            name = SAVED_RESULTS
+            try:
+                names = docs.saved(doc)
+                if not names:
+                    return None
+                results = {}
+                for name in names:
+                    field = _field(name)
+                    if doc.get(field) is None:
+                        raise Broken(docs.where(doc, field), "is missing, but the run lists the object as saved")
+                    try:
+                        results[name] = docs.decode(doc, field)
+                    except gridfs.errors.NoFile:
+                        raise Broken(docs.gridfs_where(doc[field]), "is missing") from None
+                return results
+            except Broken as error:
+                broken = error
+        raise self._damaged(task_name, config, name, broken)
+
+    def _docs(self) -> RunDocs:
+        return RunDocs(self._collections(), self.db, self.collection_name)
+
+    def _damaged(self, task_name: str, config: HashedConfig, name: str, broken: Broken) -> StoredResultDamaged:
+        """The error for a damaged part of a run; a damaged object marks its run not finished (the
+        planner sees a damaged info or registry itself)."""
+        marked = name not in (TASK_INFO, SAVED_RESULTS)
+        if marked:
+            try:
+                self.mark_damaged(task_name, config, Damage(task_name, config.hash, broken.location, broken.problem))
+            except ResultsStoreError as error:
+                logger.warning("Cannot mark the damaged run of task %s as not finished: %s", task_name, error)
+                marked = False
+        return damage_error(task_name, config.hash, name, broken.location, broken.problem, marked=marked)
 
     def delete(self, name: str, task_name: str, task_unique_config: Dict) -> None:
         """Deletes the object ``name`` of the run (and its GridFS file), if it exists."""
@@ -337,6 +410,9 @@ class MongoDBStore(ResultsStore):
         """Deletes every object of the run and its GridFS files, if it exists. The document keeps the
         config and sweep counter, so a forced re-run keeps its id; it is no longer listed as a run."""
         config = hashed_config(task_unique_config)
+        self._attempts.pop((task_name, config.digest), None)
+        if self._absent == (task_name, config.digest):
+            return  # a load just found no document for the run
         with self._guard("deleting the run", task_name, config=config):
             runs, bucket = self._collections().runs, self._collections().bucket
             doc = runs.find_one(_key(task_name, config))
@@ -374,6 +450,9 @@ class MongoDBStore(ResultsStore):
         """Adds ``name`` to the run's registry in one atomic update (safe with concurrent writers)."""
         config = hashed_config(task_unique_config)
         key = _key(task_name, config)
+        attempt = self._attempts.get((task_name, config.digest))
+        if attempt is not None and name not in attempt:
+            attempt.append(str(name))
         with self._guard("registering", task_name, name, config):
             runs = self._collections().runs
             added = runs.update_one({**key, "saved": {"$nin": [name]}}, {"$push": {"saved": name}})
@@ -384,5 +463,41 @@ class MongoDBStore(ResultsStore):
     def _unregister_result(self, name: str, task_name: str, task_unique_config: Dict) -> None:
         """Removes ``name`` from the run's registry in one atomic update."""
         config = hashed_config(task_unique_config)
+        attempt = self._attempts.get((task_name, config.digest))
+        if attempt is not None and name in attempt:
+            attempt.remove(name)
         with self._guard("unregistering", task_name, name, config):
             self._collections().runs.update_one(_key(task_name, config), {"$pull": {"saved": name}})
+
+    # ------------------------------------------------------------------------------ integrity
+
+    def task_names(self) -> List[str]:
+        """The names of the tasks with runs in the collection, sorted."""
+        with self._guard("listing the tasks"):
+            return sorted(self._collections().runs.distinct("task", {"stored": True}))
+
+    def run_damage(self, task_name: str, task_unique_config: Dict, deep: bool = False) -> List[Damage]:
+        """What is wrong with the run. The cheap check (``deep=False``) finds nothing beyond what
+        loading its info finds (an unreadable info or registry) without more queries; ``deep``
+        checks every object it lists: its field, its GridFS file and chunks, and the config."""
+        if not deep:
+            return []
+        config = hashed_config(task_unique_config)
+        with self._guard("checking the run", task_name, config=config):
+            doc = self._collections().runs.find_one(_key(task_name, config))
+            return [] if doc is None else self._docs().damage(task_name, doc)
+
+    def check_runs(self, task_name: str, repair: bool = False) -> List[Damage]:
+        """Deep checks of every run of the task (``fluidml.results.verify``); with ``repair``,
+        damaged runs are marked not finished."""
+        found: List[Damage] = []
+        with self._guard("checking the runs", task_name):
+            runs = self._collections().runs
+            ids = [doc["_id"] for doc in runs.find({"task": task_name, "stored": True}, {"_id": 1})]
+            for doc_id in ids:
+                doc = runs.find_one({"_id": doc_id})
+                damage = [] if doc is None else self._docs().damage(task_name, doc)
+                if damage and repair:
+                    self.mark_damaged(task_name, doc.get("config") or {}, damage[0])
+                found.extend(damage)
+        return found

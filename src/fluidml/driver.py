@@ -1,21 +1,30 @@
-"""The driver loop, shared by every executor: it asks the scheduler what may run, prepares each
+"""The driver loop, shared by every executor: it plans the run (``planner.plan_tasks``: what runs
+and why, one read of each task's stored info), asks the scheduler what may run, prepares each
 task's bookkeeping, hands jobs to the executor, feeds completions back to the scheduler, and tells
 the observers (logging, progress displays) what happened. It never looks inside an executor.
+
+At dispatch a cached task completes from its plan without reading the store again; a task that
+runs is checked once more (its stored info, and which of its predecessors really ran), so that
+the decision acts on the store as it is then.
 """
 
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
-from fluidml.config import HashedConfig, hashed_child_config, hashed_config
 from fluidml.executors.base import Executor, Job
+from fluidml.identity import Record, with_known_hash
+from fluidml.planner import FORCED, PlanEntry, Planned, damage_check, decide, plan_tasks
 from fluidml.runner import Outcome, PredecessorRef, plan_task
 from fluidml.scheduler import Scheduler
-from fluidml.storage.base import ResultsStore
+from fluidml.storage.base import TASK_INFO, ResultsStore
 from fluidml.task import Task, TaskState
 
 __all__ = ["RunObserver", "RunSummary", "drive"]
+
+logger = logging.getLogger("fluidml.flow")
 
 
 @dataclass
@@ -32,6 +41,7 @@ class RunSummary:
     failures: List[tuple] = field(default_factory=list)  # (unique name, first line of the error)
     started: float = field(default_factory=time.monotonic)
     duration: float = 0.0
+    plan: List[PlanEntry] = field(default_factory=list)  # what runs and why, planned at the start
 
     def counts(self) -> Dict[str, int]:
         """The number of tasks per final state (state values as keys)."""
@@ -72,7 +82,7 @@ class _Run:
     """The state of one run of the driver loop."""
 
     def __init__(self, tasks: Sequence[Task], store: ResultsStore, summary: RunSummary,
-                 exit_on_error: bool, observers: Sequence[RunObserver]):
+                 exit_on_error: bool, observers: Sequence[RunObserver], cache: str):
         self.tasks = tasks
         self.store = store
         self.summary = summary
@@ -83,6 +93,21 @@ class _Run:
         self.unprepared = [len(succs) for succs in self.scheduler.successors]  # successors not yet prepared
         self.finished = 0
         self.stop_error: Optional[BaseException] = None
+        self.cache = cache
+        self.records: Dict[str, Record] = {}
+        for task in tasks:
+            record = getattr(task._spec, "_identity_record", None)
+            if record is not None:
+                self.records.setdefault(task.name, record)
+        self.plan: List[Planned] = []
+        self.ran: Dict[int, str] = {}  # task id -> why it was dispatched
+
+    def make_plan(self) -> None:
+        """Plans every task (one read of each stored info) and puts the plan in the summary."""
+        self.plan = plan_tasks(self.tasks, self.store, self.cache, {t.name for t in self.tasks if t.force},
+                               self.records)
+        self.summary.plan = [PlanEntry(task.unique_name, task.name, planned.hash, planned.runs, planned.reason)
+                             for task, planned in zip(self.tasks, self.plan)]
 
     def loop(self, executor: Executor) -> None:
         """Hands ready tasks to the executor (or completes them from the store) until none is left.
@@ -106,12 +131,17 @@ class _Run:
                 task_id = self.scheduler.pop_ready()
                 task = self.tasks[task_id]
                 task.state = TaskState.SCHEDULED
-                predecessors = self._prepare(task)
-                cached, reason = plan_task(task, predecessors, self.store)
+                predecessors = self._prepare(task_id, task)
+                planned = self._recheck(task_id, task) if self.plan[task_id].runs else self.plan[task_id]
+                cached = plan_task(task, predecessors, self.store, planned)
                 if cached is not None:
                     self.complete(task_id, cached)
                     continue
-                executor.submit(Job(task_id, task, predecessors, self.store, reason))
+                for damage in planned.damage[:1]:
+                    logger.warning('Task "%s": %s in %s (%s); it runs again.', task.unique_name, damage.problem,
+                                   damage.location, planned.reason)
+                self.ran[task_id] = planned.reason
+                executor.submit(Job(task_id, task, predecessors, self.store, planned.reason))
                 in_flight += 1
                 for observer in self.observers:
                     observer.task_submitted(task)
@@ -121,22 +151,32 @@ class _Run:
             in_flight -= 1
             self.complete(completion.task_id, completion.outcome)
 
-    def _prepare(self, task: Task) -> List[PredecessorRef]:
-        """Hashes the task's unique config and collects its predecessors' addresses; forgets the
-        predecessors' configs once all their successors have theirs (deep graphs stay small)."""
-        preds = task.predecessors
-        if len(preds) == 1 and task._uc_own is not None and type(preds[0]._unique_config) is HashedConfig:
-            unique_config = hashed_child_config(preds[0]._unique_config, task.name, task._uc_own)
-        else:
-            unique_config = hashed_config(task._uc())
-        task._unique_config = unique_config
+    def _prepare(self, task_id: int, task: Task) -> List[PredecessorRef]:
+        """Gives the task its unique config (with the hash the plan computed) and collects its
+        predecessors' addresses; forgets the predecessors' configs once all their successors have
+        theirs (deep graphs stay small)."""
+        planned = self.plan[task_id]
+        unique_config = with_known_hash(task, planned.hash, planned.digest)
         task.unique_config_hash = unique_config.hash
+        preds = task.predecessors
         refs = [PredecessorRef(p.name, p.unique_name, p._uc(), p.run_history) for p in preds]
         for pred_id in {self.index[id(p)] for p in preds}:
             self.unprepared[pred_id] -= 1
             if self.unprepared[pred_id] == 0:
                 self.tasks[pred_id]._release_unique_config()
         return refs
+
+    def _recheck(self, task_id: int, task: Task) -> Planned:
+        """Decides again for a task planned to run, on its stored info as it is now and on the
+        predecessors that really ran in this run (not those served from the store)."""
+        planned = self.plan[task_id]
+        uc = task._uc()
+        stored = self.store.load(TASK_INFO, task.name, uc)
+        upstream = list(dict.fromkeys(
+            p.name for p in task.predecessors if self.ran.get(self.index[id(p)], FORCED) != FORCED))
+        runs, reason, damage = decide(stored, task.name, self.records.get(task.name, {"pinned": {}}), self.cache,
+                                      bool(task.force), upstream, damage_check(self.store, task.name, uc))
+        return Planned(runs, reason, stored, planned.hash, planned.digest, damage)
 
     def complete(self, task_id: int, outcome: Outcome) -> None:
         """Takes a task's outcome: updates the task, the scheduler and the summary; tells observers."""
@@ -173,16 +213,19 @@ def drive(
     summary: RunSummary,
     exit_on_error: bool = True,
     observers: Sequence[RunObserver] = (),
+    cache: str = "config",
 ) -> RunSummary:
     """Runs ``tasks`` (in task order, predecessors first) to completion on ``executor``.
 
-    Tasks whose finished run is in the store complete without being dispatched. A failure stops
-    handing out new tasks when ``exit_on_error`` is set (a kill always does); the first such
-    error is then re-raised after running tasks have reported back.
+    The run is planned first (``summary.plan``): tasks the planner finds cached complete without
+    being dispatched. ``cache="code"`` makes the code versions recorded on the specs part of the
+    decision. A failure stops handing out new tasks when ``exit_on_error`` is set (a kill always
+    does); the first such error is then re-raised after running tasks have reported back.
     """
-    run = _Run(tasks, store, summary, exit_on_error, observers)
+    run = _Run(tasks, store, summary, exit_on_error, observers, cache)
     for task in tasks:
         task.state = TaskState.PENDING
+    run.make_plan()  # (a store that cannot be read fails the run here, before anything started)
     for observer in observers:
         observer.run_started(summary)
     try:

@@ -1,5 +1,5 @@
-"""Everything about running ONE task, in two steps: ``plan_task`` (the driver, before dispatch:
-the cache check, force, run context and history) and ``run_task`` (wherever the executor runs it:
+"""Everything about running ONE task, in two steps: ``plan_task`` (the driver, before dispatch: acts
+on the planner's decision: the run's context and history) and ``run_task`` (wherever the executor runs it:
 input gathering, the user's ``__init__`` and ``run()``, the ``TaskInfo`` bookkeeping).
 """
 
@@ -15,6 +15,8 @@ from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Seq
 from fluidml._metadict import MetaDict
 from fluidml.config import copy_json
 from fluidml.exception import TaskResultKeyAlreadyExists, TaskResultObjectMissing
+from fluidml.identity import run_record
+from fluidml.planner import Planned
 from fluidml.storage.base import TASK_INFO, LazySweep, Promise, ResultsStore, Sweep
 from fluidml.task import Task, TaskInfo, TaskState, _FunctionTask, plain_history
 
@@ -216,6 +218,9 @@ def info_record(task: Task, store: ResultsStore) -> Dict[str, Any]:
     ).model_dump(mode="json")
     history = task.run_history
     info["run_history"] = history if store.keeps_objects else plain_history(history)
+    record = run_record(task)  # the code that made the run (see identity.py)
+    if record:
+        info.setdefault("fluidml", {}).update((key, value) for key, value in record.items() if value)
     return info
 
 
@@ -233,32 +238,28 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore) -> Tuple[Optional[Outcome], str]:
-    """Decides, before dispatch, whether the task runs; the driver calls it, so workers never race.
+def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore,
+              planned: Planned) -> Optional[Outcome]:
+    """Acts on the planner's decision for the task, before dispatch; the driver calls it, so workers
+    never race.
 
-    Returns the outcome of the stored finished run if there is one (the task is then "already
-    executed"), else ``None`` and the reason it runs, after preparing the run: a forced task's old
-    run is deleted, the run gets its store context (run directory, sweep counter) and its run
-    history. A task keeps the run name and counter of the run that first stored it. Errors of the
-    store propagate.
+    A cached task completes from its stored run: the outcome is returned. A task that runs gets its
+    run prepared and ``None`` is returned: a stored run is cleared first (``delete_run``; the run
+    keeps its run name and counter, so it is re-made in place), then the run gets its store
+    context (run directory, sweep counter) and its run history. Errors of the store propagate.
     """
     uc = task._uc()
-    stored = store.load(TASK_INFO, task.name, uc)
+    stored = planned.stored
     if stored is not None:
         task.run_name = stored.get("run_name") or task.run_name
         task.sweep_counter = stored.get("sweep_counter")
         task.run_history = stored.get("run_history")
-    if task.force:
-        store.delete_run(task.name, uc)
-        reason = f"forced, config {task.unique_config_hash}"
-    elif stored is None:
-        reason = f"new config {task.unique_config_hash}"
-    elif stored.get("state") == TaskState.FINISHED.value:
+    if not planned.runs:
         task.state = TaskState.FINISHED
-        return Outcome(TaskState.FINISHED, cached=True, run_name=task.run_name,
-                       sweep_counter=task.sweep_counter, run_history=task.run_history), "already executed"
-    else:
-        reason = f"config {task.unique_config_hash}, previous run {stored.get('state')}"
+        return Outcome(TaskState.FINISHED, cached=True, reason=planned.reason, run_name=task.run_name,
+                       sweep_counter=task.sweep_counter, run_history=task.run_history)
+    if stored is not None:
+        store.delete_run(task.name, uc)  # every run starts clean
     if hasattr(store, "run_info"):  # a file store names a new run dir after it (the original's run_info)
         store.run_info = TaskInfo.model_construct(  # what naming needs, without validating our own values
             project_name=task.project_name or "", run_name=task.run_name or "", sweep_counter=task.sweep_counter)
@@ -267,7 +268,7 @@ def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: Results
         task.sweep_counter = context.sweep_counter
     if task.run_history is None:
         task.run_history = _merged_history(task, predecessors)
-    return None, reason
+    return None
 
 
 def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore, reason: str = "") -> Outcome:
@@ -284,7 +285,7 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
     try:
         inputs = gather_inputs(task, predecessors, store)
         task.state = TaskState.RUNNING
-        logger.info('Started task "%s" (%s)', task.unique_name, reason)
+        logger.info('Started task "%s" (%s; config %s)', task.unique_name, reason, task.unique_config_hash)
         task._init_user_task()
         task.run(**inputs)
     except KeyboardInterrupt as exc:

@@ -64,12 +64,22 @@ def _has_irrelevant(value: Any, ignore_prefix: Optional[str]) -> bool:
 _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 
 
+_POWERS = [36 ** k for k in range(26)]  # a 128-bit digest has at most 25 base-36 digits
+
+
 def _base36(number: int) -> str:
     chars = []
     while number:
         number, rest = divmod(number, 36)
         chars.append(_DIGITS[rest])
     return "".join(reversed(chars)) or "0"
+
+
+def _short_hash(digest: str) -> str:
+    """The first 8 base-36 digits of the hex digest's number (only those are computed)."""
+    number = int(digest, 16)
+    digits = bisect.bisect_right(_POWERS, number)
+    return _base36(number // _POWERS[digits - 8] if digits > 8 else number)
 
 
 class HashedConfig(dict):
@@ -101,7 +111,7 @@ def _rebuild_hashed(config: Dict[str, Any], hash_: str, digest: str) -> HashedCo
 def _hash_pieces(hashed: HashedConfig, keys: List[str], pieces: List[str]) -> HashedConfig:
     """Hashes the JSON text made of the sorted pieces (the same text as json.dumps(sort_keys=True))."""
     hashed.digest = hashlib.md5(("{" + ", ".join(pieces) + "}").encode("utf-8")).hexdigest()
-    hashed.hash = _base36(int(hashed.digest, 16))[:8]
+    hashed.hash = _short_hash(hashed.digest)
     hashed._keys, hashed._pieces = keys, pieces
     return hashed
 
@@ -119,7 +129,7 @@ def hashed_config(config: Dict[str, Any]) -> HashedConfig:
         return config
     hashed = HashedConfig(config)
     hashed.digest = hashlib.md5(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()
-    hashed.hash = _base36(int(hashed.digest, 16))[:8]
+    hashed.hash = _short_hash(hashed.digest)
     hashed._keys = hashed._pieces = None  # a child builds them if it needs them (hashed_child_config)
     return hashed
 

@@ -1,0 +1,55 @@
+"""flow.plan(): N independent tasks (a product grid of one function task that saves a tiny value).
+
+The tasks are run once with cache="code" into a fresh LocalFileStore (not timed), so the store holds
+all N finished runs with their code versions. Then, on fresh Flow objects each time (so the code
+hashing of cache="code" is counted), interleaved: flow.plan(cache="config") and flow.plan(cache="code")
+against that store (every task "cached"), and the same two against an empty InMemoryStore (every task
+"new config": the planner's own CPU cost, without reading the disk). Ratios are code / config."""
+
+import shutil
+import tempfile
+
+from fluidml import Flow, Task, TaskSpec
+from fluidml.storage import InMemoryStore, LocalFileStore
+
+from _common import best_of, emit, parse_args, timed
+
+
+def tiny(x: int, task: Task):
+    task.save(x, "value", type_="pickle")
+
+
+def make_flow(size: int) -> Flow:
+    return Flow([TaskSpec(task=tiny, config={"x": list(range(size))}, expand="product")])
+
+
+def main() -> None:
+    args = parse_args(__doc__, "number of tasks N")
+    base_dir = tempfile.mkdtemp(prefix="fluidml-bench-plan-", dir=".")
+    try:
+        make_flow(args.size).run(num_workers=1, run_name="bench", results_store=LocalFileStore(base_dir),
+                                 cache="code")
+        store = LocalFileStore(base_dir)
+
+        def trial():
+            timings, reasons = {}, {}
+            for label, target in (("file", store), ("memory", InMemoryStore())):
+                for cache in ("config", "code"):
+                    flow = make_flow(args.size)
+                    seconds, plan = timed(flow.plan, results_store=target, cache=cache)
+                    timings[f"{label}_{cache}_seconds"] = seconds
+                    reasons[f"{label}_{cache}"] = sorted({entry.reason for entry in plan})
+            assert reasons["file_config"] == reasons["file_code"] == ["cached"], reasons
+            assert reasons["memory_config"] == reasons["memory_code"] == ["new config"], reasons
+            return timings, {"num_tasks": len(plan)}
+
+        result = best_of(trial, args.repeats, args.budget * 3)
+    finally:
+        shutil.rmtree(base_dir, ignore_errors=True)
+    result["file_ratio"] = result["file_code_seconds"] / result["file_config_seconds"]
+    result["memory_ratio"] = result["memory_code_seconds"] / result["memory_config_seconds"]
+    emit({"scenario": "plan", "n": args.size, **result})
+
+
+if __name__ == "__main__":
+    main()

@@ -3,9 +3,9 @@ and why, one read of each task's stored info), asks the scheduler what may run, 
 task's bookkeeping, hands jobs to the executor, feeds completions back to the scheduler, and tells
 the observers (logging, progress displays) what happened. It never looks inside an executor.
 
-At dispatch a cached task completes from its plan without reading the store again; a task that
-runs is checked once more (its stored info, and which of its predecessors really ran), so that
-the decision acts on the store as it is then.
+At dispatch a cached task completes from its plan without reading the store again. A task that
+runs is checked once more in a store that other processes may write too (``process_safe``): its
+stored info as it is then, and which of its predecessors really ran.
 """
 
 import logging
@@ -132,8 +132,11 @@ class _Run:
                 task = self.tasks[task_id]
                 task.state = TaskState.SCHEDULED
                 predecessors = self._prepare(task_id, task)
-                planned = self._recheck(task_id, task) if self.plan[task_id].runs else self.plan[task_id]
+                planned = self.plan[task_id]
+                if planned.runs and self.store.process_safe:  # (other processes may have changed the run)
+                    planned = self._recheck(task_id, task)
                 cached = plan_task(task, predecessors, self.store, planned)
+                self.plan[task_id] = planned._replace(stored=None)  # (acted on: the task holds what it needs)
                 if cached is not None:
                     self.complete(task_id, cached)
                     continue
@@ -172,8 +175,8 @@ class _Run:
         planned = self.plan[task_id]
         uc = task._uc()
         stored = self.store.load(TASK_INFO, task.name, uc)
-        upstream = list(dict.fromkeys(
-            p.name for p in task.predecessors if self.ran.get(self.index[id(p)], FORCED) != FORCED))
+        ran = [self.ran.get(self.index[id(p)]) for p in task.predecessors]  # (None: served from the store)
+        upstream = list(dict.fromkeys(p.name for p, why in zip(task.predecessors, ran) if why not in (None, FORCED)))
         runs, reason, damage = decide(stored, task.name, self.records.get(task.name, {"pinned": {}}), self.cache,
                                       bool(task.force), upstream, damage_check(self.store, task.name, uc))
         return Planned(runs, reason, stored, planned.hash, planned.digest, damage)

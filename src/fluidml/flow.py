@@ -203,9 +203,8 @@ class Flow:
                 'declare requests= on the TaskSpec or in run(requests={"task": {"gpus": 1}}), and read '
                 "task.resource inside the task.", key="resources")
         resource = resource_list[0] if isinstance(executor, LocalExecutor) else None  # else set where it runs
-        records = self._identity_records(cache)
-        for spec in self._specs():
-            spec._identity_record = records[spec.name]  # what the spec's runs record (travels with the spec)
+        for name, record in self._identity_records(cache).items():
+            self.task_spec_graph.nodes[name]["task"]._identity_record = record  # (travels with the spec)
 
         for task in self._tasks:
             task.run_name = run_name
@@ -257,8 +256,10 @@ class Flow:
                 for task, each in zip(self._tasks, planned)]
 
     def _specs(self) -> List[TaskSpec]:
-        """The specs in topological order (the order of their tasks)."""
-        return list({id(task._spec): task._spec for task in self._tasks if task._spec is not None}.values())
+        """The specs in topological order."""
+        import networkx as nx
+
+        return [self.task_spec_graph.nodes[name]["task"] for name in nx.topological_sort(self.task_spec_graph)]
 
     def _identity_records(self, cache: str) -> Dict[str, Record]:
         """Each spec's identity record for ``cache`` (code versions are hashed once per Flow)."""

@@ -171,8 +171,9 @@ def plan_tasks(tasks: Sequence[Any], store: Any, cache: str, forced: Set[str],
                 upstream.append(pred.name)
         runs, reason, damage = decide(stored, task.name, records.get(task.name, empty), cache,
                                       task.name in forced, upstream, damage_check(store, task.name, unique_config))
-        planned.append(Planned(runs, reason, stored if keep_stored else None, unique_config.hash,
-                               unique_config.digest, damage))
+        if stored is not None and (not keep_stored or "fluidml" in stored):  # (its records are decided on)
+            stored = {key: value for key, value in stored.items() if key != "fluidml"} if keep_stored else None
+        planned.append(Planned(runs, reason, stored, unique_config.hash, unique_config.digest, damage))
     return planned
 
 

@@ -398,3 +398,29 @@ def test_a_driver_script_sees_its_task_module_edited_in_place(tmp_path):
     assert "report: 0 cached, 2 to run (upstream runs: Train)" in log
     (tmp_path / "pipeline.py").write_text(RUN_EDITED.replace("# one number per value", "# a new comment"))
     assert script("code")[0] == []
+
+
+def test_a_code_change_reruns_in_place(tmp_path, pipeline):
+    """A changed task re-runs in its run directory (same name and counter), its old objects replaced; no
+    run directory is added."""
+    store = LocalFileStore(str(tmp_path / "store"))
+    run(make_flow(pipeline()), store, cache="code", run_name="first")
+    layout = sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "store").glob("*/*-*"))
+    assert run(make_flow(pipeline(RUN_EDITED)), store, cache="code", run_name="second")[1] == [36, 66]
+    assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "store").glob("*/*-*")) == layout
+    assert "store/Train/first-000" in layout and "store/report/first-001" in layout
+
+
+def test_identity_has_one_home_and_imports_run_one_way():
+    """task.py does not import task_spec.py (task_spec.py imports task.py), and identity.py, which both
+    use, imports no other part of fluidml (imports for type checkers only do not count)."""
+    import ast
+
+    def imported(module):
+        tree = ast.parse((Path(__file__).parents[1] / "src" / "fluidml" / f"{module}.py").read_text())
+        return {node.module for node in tree.body if isinstance(node, ast.ImportFrom)} | {
+            alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names}
+
+    assert "fluidml.task" in imported("task_spec") and "fluidml.identity" in imported("task_spec")
+    assert "fluidml.task_spec" not in imported("task") and "fluidml.identity" in imported("task")
+    assert [name for name in imported("identity") if name.startswith("fluidml")] == []

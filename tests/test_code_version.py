@@ -196,3 +196,16 @@ def test_flow_hashes_nothing_until_asked_and_each_task_once(tmp_path, monkeypatc
     flow.plan(cache="code")
     flow.plan(cache="code")
     assert sorted(getattr(obj, "__qualname__") for obj in calls) == ["Train", "clip", "scale", "split"]
+
+
+def test_classes_with_generated_methods_are_read_from_their_source(tmp_path):
+    """A dataclass (its __init__ is compiled by the dataclasses module, not from the file) is still hashed
+    from its class statement: a default value counts, a comment does not."""
+    text = ("import dataclasses\nfrom fluidml import Task\n\n\n@dataclasses.dataclass\nclass Options:\n"
+            "    depth: int = 3  # how deep\n\n\nclass Train(Task):\n    def run(self):\n"
+            "        self.save(Options().depth, 'depth')\n")
+    first = CodeHasher().version(load(tmp_path, text).Train)
+    assert sorted(first) == ["Options", "Train", "Train.run"]
+    assert CodeHasher().version(load(tmp_path, text.replace("# how deep", "# levels")).Train) == first
+    changed = CodeHasher().version(load(tmp_path, text.replace("depth: int = 3", "depth: int = 4")).Train)
+    assert [name for name in changed if changed[name] != first[name]] == ["Options"]

@@ -82,6 +82,7 @@ class _SourceFile:
     """One source file, parsed once: its defs by qualname and its top-level assignments by name."""
 
     def __init__(self, filename: str, module_globals: Optional[Dict[str, Any]]):
+        self.filename = filename
         self.defs: Dict[str, List[Any]] = {}
         self.assigned: Dict[str, List[ast.stmt]] = {}
         linecache.checkcache(filename)  # the file may have been edited since it was last read
@@ -266,9 +267,12 @@ class CodeHasher:
         if isinstance(obj, types.FunctionType):
             fn = inspect.unwrap(obj)
             return self._source(fn.__code__.co_filename, fn.__globals__)
-        own = [fn for _, fn in _class_functions(obj) if fn.__qualname__.startswith(obj.__qualname__ + ".")]
         module = sys.modules.get(obj.__module__ or "")
-        filename = own[0].__code__.co_filename if own else getattr(module, "__file__", None)
+        filename = getattr(module, "__file__", None)
+        files = [fn.__code__.co_filename for _, fn in _class_functions(obj)
+                 if fn.__qualname__.startswith(obj.__qualname__ + ".")]
+        if not filename and files:  # (a class of a notebook cell: its methods name the cell's file)
+            filename = next((name for name in files if not name.startswith("<")), files[0])
         return self._source(filename, vars(module) if module is not None else None)
 
     def _object_parts(self, obj: Any) -> Tuple[Dict[str, str], Set[str]]:
@@ -293,7 +297,10 @@ class CodeHasher:
         qualname = cls.__qualname__
         functions = [(name, fn) for name, fn in _class_functions(cls) if fn.__qualname__ == f"{qualname}.{fn.__name__}"]
         source = self._source_of(cls)
-        node = source.klass(cls, {fn.__name__: fn.__code__.co_firstlineno for _, fn in functions}) if source else None
+        node = None
+        if source is not None:  # (methods compiled elsewhere, e.g. a dataclass's __init__, are not in the file)
+            node = source.klass(cls, {fn.__name__: fn.__code__.co_firstlineno for _, fn in functions
+                                      if fn.__code__.co_filename == source.filename})
         if node is not None:
             return _class_node_parts(node, qualname), _loaded_names([node])
         parts: Dict[str, List[str]] = {}

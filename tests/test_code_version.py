@@ -198,6 +198,15 @@ def test_flow_hashes_nothing_until_asked_and_each_task_once(tmp_path, monkeypatc
     assert sorted(getattr(obj, "__qualname__") for obj in calls) == ["Train", "clip", "scale", "split"]
 
 
+def test_lambdas_assigned_at_the_top_level_are_parts_by_their_name(tmp_path):
+    """Two module-level lambdas used by a task are two parts, named by their variables."""
+    text = "double = lambda x: 2 * x\nhalf = lambda x: x / 2\n\n\ndef job(task):\n    task.save(half(double(1)), 'y')\n"
+    first = CodeHasher().version(load(tmp_path, text).job)
+    assert sorted(first) == ["double", "half", "job"]
+    changed = CodeHasher().version(load(tmp_path, text.replace("x / 2", "x / 4")).job)
+    assert [name for name in changed if changed[name] != first[name]] == ["half"]
+
+
 def test_classes_with_generated_methods_are_read_from_their_source(tmp_path):
     """A dataclass (its __init__ is compiled by the dataclasses module, not from the file) is still hashed
     from its class statement: a default value counts, a comment does not."""

@@ -244,7 +244,11 @@ class CodeHasher:
             value = globals_.get(name, globals_)
             if value is globals_:
                 continue  # a builtin or a local name
-            if isinstance(value, (types.FunctionType, type)) and (getattr(value, "__module__", None) or "") == module:
+            lambda_ = isinstance(value, types.FunctionType) and value.__name__ == "<lambda>"
+            if lambda_ and source is not None and name in source.assigned:  # norm = lambda x: ...: its statement
+                for stmt in source.assigned[name]:
+                    yield _Item(name, stmt, source, module, globals_)
+            elif isinstance(value, (types.FunctionType, type)) and (getattr(value, "__module__", None) or "") == module:
                 yield value
             elif source is not None and name in source.defs and isinstance(value, (types.FunctionType, type)):
                 for node in source.defs[name]:  # decorated by a wrapper from elsewhere: hash the def

@@ -209,7 +209,8 @@ def test_failed_killed_and_interrupted_runs_say_how_they_ended(make_store, pipel
     store = make_store()
     failing = pipeline(PIPELINE.replace('task.save(sum(model), "total")', 'raise ValueError("no total")'))
     make_flow(failing).run(results_store=store, exit_on_error=False, num_workers=1)
-    assert reasons(make_flow(failing), store) == {**CACHED, "report-1": "failed last time", "report-2": "failed last time"}
+    assert reasons(make_flow(failing), store) == {**CACHED, "report-1": "failed last time",
+                                                  "report-2": "failed last time"}
     killed = pipeline(PIPELINE.replace('task.save(sum(model), "total")', "raise KeyboardInterrupt"))
     with pytest.raises(KeyboardInterrupt):
         make_flow(killed).run(results_store=store, num_workers=1)

@@ -96,7 +96,8 @@ def test_a_class_task_covers_its_methods_and_same_module_helpers(base):
     ('"""Scales a value."""', '"""Scales a value by LR, after clipping."""'),
     ('    """Trains."""\n', ""),
     ("def clip(x):\n", "\n\ndef clip(x):\n"),
-    ("model = [scale(v) * self.lr for v in data]", "model = [\n            scale(v) * self.lr\n            for v in data\n        ]"),
+    ("model = [scale(v) * self.lr for v in data]",
+     "model = [\n            scale(v) * self.lr\n            for v in data\n        ]"),
     ("    def run(self, data):\n", "    def run(self, data):  # train it\n        # fit one model per value\n"),
     ('self.save(model, "model")', "self.save(model, 'model')"),
 ])
@@ -134,7 +135,8 @@ def test_a_new_helper_call_adds_the_helper(tmp_path, base):
 def test_code_in_other_modules_is_not_followed(tmp_path):
     """A helper imported from another module is not part of the version (pin version= for it); a base
     class from another module is, named with its module."""
-    helpers = load(tmp_path, "def fit(x):\n    return x + 1\n\n\nclass Base:\n    def shared(self):\n        return 1\n")
+    helpers = load(tmp_path, "def fit(x):\n    return x + 1\n\n\n"
+                             "class Base:\n    def shared(self):\n        return 1\n")
     text = (f"from fluidml import Task\nfrom {helpers.__name__} import Base, fit\n\n\n"
             "class Train(Base, Task):\n    def run(self):\n        self.save(fit(1), 'y')\n")
     train = CodeHasher().version(load(tmp_path, text).Train)

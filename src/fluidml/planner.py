@@ -131,13 +131,14 @@ def decide(
     new_pinned = record.get("pinned", {})
     new_code = record.get("code", {}) if cache == "code" else {}
     old_code = recorded.get("code")
-    reason = _version_reason(old_pinned, new_pinned, [task_name]) or _code_reason(old_code, new_code, [task_name])
-    if reason is None and upstream:
-        reason = upstream_runs(upstream)
-    if reason is None and old_pinned != new_pinned:
-        reason = _version_reason(old_pinned, new_pinned, list(dict.fromkeys([*new_pinned, *old_pinned])))
-    if reason is None and new_code and old_code != new_code:
-        reason = _code_reason(old_code, new_code, list(new_code))
+    if old_pinned == new_pinned and (not new_code or old_code == new_code):  # (the usual case: one check)
+        reason = upstream_runs(upstream) if upstream else None
+    else:
+        reason = (_version_reason(old_pinned, new_pinned, [task_name])
+                  or _code_reason(old_code, new_code, [task_name])
+                  or (upstream_runs(upstream) if upstream else None)
+                  or _version_reason(old_pinned, new_pinned, list(dict.fromkeys([*new_pinned, *old_pinned])))
+                  or _code_reason(old_code, new_code, list(new_code)))
     if reason is not None:
         return True, reason, []
     found = damage()

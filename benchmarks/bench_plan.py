@@ -59,7 +59,7 @@ def main() -> None:
             assert reasons["memory_config"] == reasons["memory_code"] == ["new config"], reasons
             return timings, {"num_tasks": len(plan)}
 
-        result = best_of(trial, max(args.repeats, 15), args.budget * 10)  # ratios of close figures: more repeats
+        result = best_of(trial, max(args.repeats, 25), args.budget * 20)  # medians of close figures: many trials
     finally:
         shutil.rmtree(base_dir, ignore_errors=True)
     result["file_ratio"] = statistics.median(ratios["file"])

@@ -1,6 +1,7 @@
-"""Everything about running ONE task, in two steps: ``plan_task`` (the driver, before dispatch: acts
-on the planner's decision: the run's context and history) and ``run_task`` (wherever the executor runs it:
-input gathering, the user's ``__init__`` and ``run()``, the ``TaskInfo`` bookkeeping).
+"""Everything about running ONE task, in two steps: ``plan_task`` (the driver, before dispatch,
+acting on the planner's decision: the run's context and history) and ``run_task`` (wherever the
+executor runs it: input gathering, the user's ``__init__`` and ``run()``, the ``TaskInfo``
+bookkeeping).
 """
 
 import datetime
@@ -10,7 +11,7 @@ import re
 import traceback
 import typing
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence
 
 from fluidml._metadict import MetaDict
 from fluidml.config import copy_json

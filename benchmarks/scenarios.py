@@ -187,6 +187,27 @@ SCENARIOS = [
                         at_most(5.0, "s")),),
     ),
     Scenario(
+        name="plan",
+        script="bench_plan.py",  # the original has no flow.plan()
+        sizes=(1000, 10000),
+        quick_sizes=(50,),
+        original_max=0,
+        original_note="no flow.plan() in 0.3.4",
+        metrics=(
+            Metric("file_config_seconds", "`flow.plan()` of {size} tasks, `LocalFileStore` holding them", "s",
+                   at_most({10000: 1.0}, "s")),
+            Metric("file_code_seconds", "`flow.plan(cache=\"code\")` of {size} tasks, `LocalFileStore` holding them",
+                   "s"),
+            Metric("file_ratio", "plan of {size} tasks, `LocalFileStore`: cache=\"code\" / cache=\"config\" (CPU time)",
+                   "x",
+                   at_most({10000: 1.05}, "x")),
+            Metric("memory_config_seconds", "`flow.plan()` of {size} new tasks, empty in-memory store", "s"),
+            Metric("memory_ratio", "plan of {size} new tasks, in memory: cache=\"code\" / cache=\"config\" (CPU time)",
+                   "x",
+                   at_most({10000: 1.05}, "x")),
+        ),
+    ),
+    Scenario(
         name="filestore_array",
         script="bench_filestore_array.py",
         sizes=(200,),

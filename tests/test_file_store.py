@@ -506,13 +506,15 @@ def test_a_corrupted_config_file_is_skipped_with_a_warning(store, tmp_path, capl
 
 
 def test_a_corrupted_info_file_warns_and_the_task_runs_again(store, tmp_path, caplog, recorder):
-    """A broken fluidml_info.json is named in a warning; that task runs again, the others stay cached."""
+    """A broken fluidml_info.json is named in a warning; that task runs again with what is built on it
+    (its successors' inputs change), the others stay cached."""
     grid_flow().run(num_workers=1, run_name="r", results_store=store)
     broken = tmp_path / "store" / "A" / "r-000" / "fluidml_info.json"
     broken.write_text('{"state": "fini')
     with caplog.at_level(logging.WARNING):
         grid_flow().run(num_workers=1, results_store=store, observers=[recorder])
-    assert recorder.executed == ["A-1"]
+    assert recorder.executed == ["A-1", "b-1", "b-2", "c"]
+    assert sorted(recorder.cached) == ["A-2", "b-3", "b-4"]
     assert any(str(broken) in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     assert json.loads(broken.read_text())["state"] == "finished"
 

@@ -68,14 +68,17 @@ def test_rich_handler_writes_to_stderr(capsys):
 
 
 def test_run_log_lines(caplog):
-    """Started / Finished with [k/N - p%] / already executed lines, and a closing summary."""
+    """The plan per task name, Started (with why) / Finished with [k/N - p%] / already executed lines,
+    and a closing summary."""
     caplog.set_level(logging.INFO, logger="fluidml")
     flow = grid(2)
     store = InMemoryStore()
     flow.run(results_store=store, run_name="one", num_workers=1)
     flow.run(results_store=store, run_name="two", num_workers=1)
     messages = [r.getMessage() for r in caplog.records]
-    assert any(re.fullmatch(r'Started task "source-1" \(new config [0-9a-z]{8}\)', m) for m in messages)
+    assert messages.count("source: 0 cached, 2 to run (new config)") == 1
+    assert messages.count("source: 2 cached, 0 to run") == 1
+    assert any(re.fullmatch(r'Started task "source-1" \(new config; config [0-9a-z]{8}\)', m) for m in messages)
     assert 'Finished task "source-1" [1/2 - 50%]' in messages
     assert 'Finished task "source-2" [2/2 - 100%]' in messages
     assert any(re.fullmatch(r'Task "source-2" already executed \(config [0-9a-z]{8}\) \[2/2 - 100%\]', m)

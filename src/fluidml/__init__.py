@@ -9,6 +9,7 @@ from fluidml.driver import RunObserver, RunSummary
 from fluidml.executors.ray import RayExecutor
 from fluidml.flow import Flow
 from fluidml.logging import configure_logging
+from fluidml.planner import PlanEntry
 from fluidml.task import Task
 from fluidml.task_requests import Allocation, Requests
 from fluidml.task_spec import TaskSpec
@@ -16,6 +17,6 @@ from fluidml.task_spec import TaskSpec
 __version__ = "0.4.0"
 
 __all__ = [
-    "Allocation", "Flow", "RayExecutor", "Requests", "RunObserver", "RunSummary", "Task", "TaskSpec", "__version__",
-    "configure_logging",
+    "Allocation", "Flow", "PlanEntry", "RayExecutor", "Requests", "RunObserver", "RunSummary", "Task", "TaskSpec",
+    "__version__", "configure_logging",
 ]

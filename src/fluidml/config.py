@@ -13,14 +13,18 @@ Zip and zip groups are constraints: every alternative taken from a grouped list 
 to its position, and a configuration survives only if each group id is bound to one position. The
 constraints are checked while the product is built, so a zip of k lists of n values costs O(k*n),
 not O(n**k) as a product-then-filter would.
+
+What identifies a run (the relevant config, the hashes) lives in ``fluidml.identity``; its
+functions are importable from here too, as before.
 """
 
-import bisect
-import hashlib
 import json
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from fluidml.exception import GridSearchExpansionError, TaskSpecError
+from fluidml.identity import (
+    HashedConfig, config_digest, config_hash, hashed_child_config, hashed_config, relevant_config
+)
 
 __all__ = [
     "HashedConfig",
@@ -238,21 +242,6 @@ def _check_zippable(alts: list, ctx: _Ctx, path: str) -> None:
             )
 
 
-def relevant_config(value: Any, ignore_prefix: Optional[str]) -> Any:
-    """The part of a config that identifies a run: no ``None`` values and no ignore-prefixed keys."""
-    if isinstance(value, dict) and not _has_irrelevant(value, ignore_prefix):
-        return value  # nothing to drop: share the object (one less dict per task)
-    if isinstance(value, dict):
-        return {
-            k: relevant_config(v, ignore_prefix)
-            for k, v in value.items()
-            if v is not None and not (ignore_prefix and isinstance(k, str) and k.startswith(ignore_prefix))
-        }
-    if isinstance(value, list):
-        return [relevant_config(v, ignore_prefix) for v in value if v is not None]
-    return value
-
-
 def copy_json(value: Any) -> Any:
     """A deep copy of JSON-like data (dicts and lists are copied, other values shared)."""
     if isinstance(value, dict):
@@ -260,18 +249,6 @@ def copy_json(value: Any) -> Any:
     if isinstance(value, list):
         return [copy_json(v) for v in value]
     return value
-
-
-def _has_irrelevant(value: Any, ignore_prefix: Optional[str]) -> bool:
-    if isinstance(value, dict):
-        return any(
-            v is None or (ignore_prefix and isinstance(k, str) and k.startswith(ignore_prefix))
-            or _has_irrelevant(v, ignore_prefix)
-            for k, v in value.items()
-        )
-    if isinstance(value, list):
-        return any(v is None or _has_irrelevant(v, ignore_prefix) for v in value)
-    return False
 
 
 def prepared_config(value: Any, ignore_prefix: Optional[str]) -> Any:
@@ -379,95 +356,3 @@ def _find_non_json(value: Any, path: str, seen: frozenset = frozenset()) -> Tupl
     if value is None or isinstance(value, (str, int, float, bool)):
         return None, ""
     return path, type(value).__name__
-
-
-_DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-def _base36(number: int) -> str:
-    chars = []
-    while number:
-        number, rest = divmod(number, 36)
-        chars.append(_DIGITS[rest])
-    return "".join(reversed(chars)) or "0"
-
-
-class HashedConfig(dict):
-    """A unique config that carries its hash: ``hash`` (8 characters, shown to users) and ``digest``
-    (the full MD5 hex, used as the store key). Made once per task run by ``hashed_config``.
-
-    It may also keep the sorted JSON pieces its hash was computed from, so that a task with a
-    single predecessor hashes its config without encoding all its ancestors' entries again.
-    """
-
-    __slots__ = ("hash", "digest", "_keys", "_pieces")
-    hash: str
-    digest: str
-    _keys: Optional[List[str]]
-    _pieces: Optional[List[str]]
-
-    def __reduce__(self) -> Any:
-        return _rebuild_hashed, (dict(self), self.hash, self.digest)
-
-
-def _rebuild_hashed(config: Dict[str, Any], hash_: str, digest: str) -> HashedConfig:
-    """Unpickles a HashedConfig: the config with its hash, without the pieces it was computed from."""
-    hashed = HashedConfig(config)
-    hashed.hash, hashed.digest = hash_, digest
-    hashed._keys = hashed._pieces = None
-    return hashed
-
-
-def _hash_pieces(hashed: HashedConfig, keys: List[str], pieces: List[str]) -> HashedConfig:
-    """Hashes the JSON text made of the sorted pieces (the same text as json.dumps(sort_keys=True))."""
-    hashed.digest = hashlib.md5(("{" + ", ".join(pieces) + "}").encode("utf-8")).hexdigest()
-    hashed.hash = _base36(int(hashed.digest, 16))[:8]
-    hashed._keys, hashed._pieces = keys, pieces
-    return hashed
-
-
-def _piece(key: str, value: Any) -> str:
-    return f"{json.dumps(key)}: {json.dumps(value, sort_keys=True)}"
-
-
-def hashed_config(config: Dict[str, Any]) -> HashedConfig:
-    """The config with its hash attached (returned as is when it already carries one).
-
-    The hash is the MD5 of the config's JSON text with sorted keys, written in base 36.
-    """
-    if type(config) is HashedConfig:
-        return config
-    hashed = HashedConfig(config)
-    hashed.digest = hashlib.md5(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()
-    hashed.hash = _base36(int(hashed.digest, 16))[:8]
-    hashed._keys = hashed._pieces = None  # a child builds them if it needs them (hashed_child_config)
-    return hashed
-
-
-def hashed_child_config(parent: HashedConfig, name: str, own: Any) -> HashedConfig:
-    """The config of a task with one predecessor: the parent's entries plus its own, hashed.
-
-    Takes over the parent's sorted pieces (a second child of the same parent encodes afresh), so
-    along a chain each task encodes only its own entry.
-    """
-    child = HashedConfig(parent)
-    child[name] = own
-    keys, pieces = getattr(parent, "_keys", None), getattr(parent, "_pieces", None)
-    if keys is None or pieces is None or name in parent:
-        keys = sorted(child)
-        return _hash_pieces(child, keys, [_piece(k, child[k]) for k in keys])
-    parent._keys = parent._pieces = None
-    position = bisect.bisect(keys, name)
-    keys.insert(position, name)
-    pieces.insert(position, _piece(name, own))
-    return _hash_pieces(child, keys, pieces)
-
-
-def config_hash(config: Dict[str, Any]) -> str:
-    """The 8-character hash of a unique config (``{"a": {"x": 1}}`` gives ``"dnihykfb"``)."""
-    return hashed_config(config).hash
-
-
-def config_digest(config: Dict[str, Any]) -> str:
-    """The full MD5 hex digest of a unique config: the key stores file runs under."""
-    return hashed_config(config).digest

@@ -1,23 +1,32 @@
-"""The driver loop, shared by every executor: it asks the scheduler what may run, prepares each
+"""The driver loop, shared by every executor: it plans the run (``planner.plan_tasks``: what runs
+and why, one read of each task's stored info), asks the scheduler what may run, prepares each
 task's bookkeeping, hands jobs to the executor, feeds completions back to the scheduler, and tells
 the observers (logging, progress displays) what happened. It never looks inside an executor.
+
+At dispatch a cached task completes from its plan without reading the store again. A task that
+runs is checked once more in a store that other processes may write too (``process_safe``): its
+stored info as it is then, and which of its predecessors really ran.
 """
 
+import logging
 import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Set
 
-from fluidml.config import HashedConfig, hashed_child_config, hashed_config
-from fluidml.exception import StoreUnavailableError
+from fluidml.exception import StoreUnavailableError, error_text
 from fluidml.executors.base import Executor, Job
-from fluidml.runner import Outcome, PredecessorRef, error_text, plan_task
+from fluidml.identity import Record, with_known_hash
+from fluidml.planner import FORCED, PlanEntry, Planned, damage_check, decide, plan_tasks, read_stored
+from fluidml.runner import Outcome, PredecessorRef, plan_task
 from fluidml.scheduler import Scheduler
 from fluidml.storage.base import ResultsStore
 from fluidml.task import Task, TaskState
 
 __all__ = ["RunObserver", "RunSummary", "drive"]
+
+logger = logging.getLogger("fluidml.flow")
 
 
 @dataclass
@@ -34,6 +43,7 @@ class RunSummary:
     failures: List[tuple] = field(default_factory=list)  # (unique name, first line of the error)
     started: float = field(default_factory=time.monotonic)
     duration: float = 0.0
+    plan: List[PlanEntry] = field(default_factory=list)  # what runs and why, planned at the start
 
     def counts(self) -> Dict[str, int]:
         """The number of tasks per final state (state values as keys)."""
@@ -74,7 +84,7 @@ class _Run:
     """The state of one run of the driver loop."""
 
     def __init__(self, tasks: Sequence[Task], store: ResultsStore, summary: RunSummary,
-                 exit_on_error: bool, observers: Sequence[RunObserver]):
+                 exit_on_error: bool, observers: Sequence[RunObserver], cache: str):
         self.tasks = tasks
         self.store = store
         self.summary = summary
@@ -86,6 +96,21 @@ class _Run:
         self.finished = 0
         self.submitted: Set[int] = set()  # ids handed to the executor
         self.stop_error: Optional[BaseException] = None
+        self.cache = cache
+        self.records: Dict[str, Record] = {}
+        for task in tasks:
+            record = getattr(task._spec, "_identity_record", None)
+            if record is not None:
+                self.records.setdefault(task.name, record)
+        self.plan: List[Planned] = []
+        self.ran: Dict[int, str] = {}  # task id -> why it was dispatched
+
+    def make_plan(self) -> None:
+        """Plans every task (one read of each stored info) and puts the plan in the summary."""
+        self.plan = plan_tasks(self.tasks, self.store, self.cache, {t.name for t in self.tasks if t.force},
+                               self.records)
+        self.summary.plan = [PlanEntry(task.unique_name, task.name, planned.hash, planned.runs, planned.reason)
+                             for task, planned in zip(self.tasks, self.plan)]
 
     def loop(self, executor: Executor) -> None:
         """Hands ready tasks to the executor (or completes them from the store) until none is left.
@@ -109,9 +134,12 @@ class _Run:
                 task_id = self.scheduler.pop_ready()
                 task = self.tasks[task_id]
                 task.state = TaskState.SCHEDULED
-                predecessors = self._prepare(task)
+                predecessors = self._prepare(task_id, task)
+                planned = self.plan[task_id]
                 try:
-                    cached, reason = plan_task(task, predecessors, self.store)
+                    if planned.runs and self.store.process_safe:  # (other processes may have changed the run)
+                        planned = self._recheck(task_id, task)
+                    cached = plan_task(task, predecessors, self.store, planned)
                 except StoreUnavailableError as exc:  # nothing can run: stop, the task never started
                     self._stop(exc)
                     task.state = self.summary.states[task.unique_name] = TaskState.PENDING
@@ -119,10 +147,12 @@ class _Run:
                 except Exception as exc:  # e.g. a full disk while creating its run: the task fails
                     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
                     cached = Outcome(TaskState.FAILED, error=exc, traceback=trace, reason="planning")
+                self.plan[task_id] = planned._replace(stored=None)  # (acted on: the task holds what it needs)
                 if cached is not None:
                     self.complete(task_id, cached)
                     continue
-                executor.submit(Job(task_id, task, predecessors, self.store, reason))
+                self.ran[task_id] = planned.reason
+                executor.submit(Job(task_id, task, predecessors, self.store, planned.reason))
                 self.submitted.add(task_id)
                 in_flight += 1
                 for observer in self.observers:
@@ -133,16 +163,14 @@ class _Run:
             in_flight -= 1
             self.complete(completion.task_id, completion.outcome)
 
-    def _prepare(self, task: Task) -> List[PredecessorRef]:
-        """Hashes the task's unique config and collects its predecessors' addresses; forgets the
-        predecessors' configs once all their successors have theirs (deep graphs stay small)."""
-        preds = task.predecessors
-        if len(preds) == 1 and task._uc_own is not None and type(preds[0]._unique_config) is HashedConfig:
-            unique_config = hashed_child_config(preds[0]._unique_config, task.name, task._uc_own)
-        else:
-            unique_config = hashed_config(task._uc())
-        task._unique_config = unique_config
+    def _prepare(self, task_id: int, task: Task) -> List[PredecessorRef]:
+        """Gives the task its unique config (with the hash the plan computed) and collects its
+        predecessors' addresses; forgets the predecessors' configs once all their successors have
+        theirs (deep graphs stay small)."""
+        planned = self.plan[task_id]
+        unique_config = with_known_hash(task, planned.hash, planned.digest)
         task.unique_config_hash = unique_config.hash
+        preds = task.predecessors
         refs = [PredecessorRef(p.name, p.unique_name, p._uc(), p.run_history) for p in preds]
         for pred_id in {self.index[id(p)] for p in preds}:
             self.unprepared[pred_id] -= 1
@@ -167,6 +195,20 @@ class _Run:
             if task.unique_name not in states:
                 task.state = TaskState.KILLED if task_id in self.submitted else TaskState.PENDING
                 states[task.unique_name] = task.state
+
+    def _recheck(self, task_id: int, task: Task) -> Planned:
+        """Decides again for a task planned to run, on its stored info as it is now and on the
+        predecessors that really ran in this run (not those served from the store)."""
+        planned = self.plan[task_id]
+        uc = task._uc()
+        stored, damaged = read_stored(self.store, task, uc, log=False)
+        if damaged:
+            return planned._replace(stored=stored)
+        ran = [self.ran.get(self.index[id(p)]) for p in task.predecessors]  # (None: served from the store)
+        upstream = list(dict.fromkeys(p.name for p, why in zip(task.predecessors, ran) if why not in (None, FORCED)))
+        runs, reason, damage = decide(stored, task.name, self.records.get(task.name, {"pinned": {}}), self.cache,
+                                      bool(task.force), upstream, damage_check(self.store, task, uc, log=False))
+        return Planned(runs, reason, stored, planned.hash, planned.digest, damage)
 
     def complete(self, task_id: int, outcome: Outcome) -> None:
         """Takes a task's outcome: updates the task, the scheduler and the summary; tells observers."""
@@ -203,21 +245,29 @@ def drive(
     summary: RunSummary,
     exit_on_error: bool = True,
     observers: Sequence[RunObserver] = (),
+    cache: str = "config",
 ) -> RunSummary:
     """Runs ``tasks`` (in task order, predecessors first) to completion on ``executor``.
 
-    Tasks whose finished run is in the store complete without being dispatched. A failure stops
-    handing out new tasks when ``exit_on_error`` is set (a kill always does); the first such
-    error is then re-raised after running tasks have reported back.
+    The run is planned first (``summary.plan``): tasks the planner finds cached complete without
+    being dispatched. ``cache="code"`` makes the code versions recorded on the specs part of the
+    decision. A failure stops handing out new tasks when ``exit_on_error`` is set (a kill always
+    does); the first such error is then re-raised after running tasks have reported back.
     """
-    run = _Run(tasks, store, summary, exit_on_error, observers)
+    run = _Run(tasks, store, summary, exit_on_error, observers, cache)
     for task in tasks:
         task.state = TaskState.PENDING
+    planning_error: Optional[BaseException] = None
+    try:
+        run.make_plan()
+    except Exception as exc:  # a store that cannot be read fails the run here, before anything started
+        planning_error = run.stop_error = exc
     for observer in observers:
         observer.run_started(summary)
     try:
-        with executor:
-            run.loop(executor)
+        if planning_error is None:
+            with executor:
+                run.loop(executor)
     finally:
         run.settle()
         summary.duration = time.monotonic() - summary.started

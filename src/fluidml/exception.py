@@ -128,3 +128,11 @@ class StoreUnavailableError(ResultsStoreError):
 
 class TmuxError(FluidmlError):
     """A tmux command failed."""
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``, also for an exception whose ``__str__`` raises."""
+    try:
+        return str(error)
+    except Exception as failure:  # the user's __str__ is broken; its type and traceback still tell a lot
+        return f"<str() of the {type(error).__name__} failed: {type(failure).__name__}>"

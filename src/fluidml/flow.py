@@ -1,6 +1,6 @@
 """Flow: builds the spec graph and the expanded task graph at construction (every input error is
-raised there), and ``run()`` plans a run (force, run name, store, resources) and hands it to the
-driver with an executor."""
+raised there); ``plan()`` tells what a run would do and why; ``run()`` sets a run up (force, cache,
+run name, store, resources) and hands it to the driver with an executor."""
 
 import logging
 import multiprocessing
@@ -19,7 +19,9 @@ from fluidml.executors.ray import RayExecutor
 from fluidml.graph import (
     build_spec_graph, build_task_graph, collect_specs, expand_specs, gc_paused, optimal_num_workers
 )
+from fluidml.identity import Record, identity_records
 from fluidml.logging import LoggingObserver
+from fluidml.planner import PlanEntry, plan_tasks
 from fluidml.progress import progress_observers
 from fluidml.storage.base import ResultsStore
 from fluidml.storage.memory import InMemoryStore
@@ -39,6 +41,7 @@ _RUN_NAME = re.compile(r"^[^/\\\x00]+$")
 #: for a run directory's "-<NNN>" counter (up to 7 digits).
 NAME_MAX = 255
 MAX_RUN_NAME_BYTES = NAME_MAX - 8
+_CACHE_CHOICES = ("config", "code")
 
 
 class Flow:
@@ -79,6 +82,7 @@ class Flow:
         with gc_paused():
             self._tasks: List[Task] = expand_specs(self.task_spec_graph)
         self._task_graph: Optional["nx.DiGraph"] = None
+        self._code_hasher: Optional[Any] = None  # made by the first plan or run with cache="code"
 
     @property
     def task_graph(self) -> "nx.DiGraph":
@@ -114,6 +118,7 @@ class Flow:
         progress: bool = True,
         executor: Optional[Union[str, Executor]] = None,
         requests: Optional[Dict[str, Any]] = None,
+        cache: str = "config",
     ) -> Optional[Dict[str, List[TaskResults]]]:
         """Runs the expanded task graph and returns its results.
 
@@ -149,11 +154,16 @@ class Flow:
                 Ray, ``num_workers`` (if given) caps the tasks in flight.
             requests: What tasks need on a cluster, by task name (``Requests`` or a dict such as
                 ``{"train": {"gpus": 0.25}}``); replaces the specs' own ``requests`` for this run.
+            cache: ``"config"``: a task's stored run is reused when its unique config matches (and
+                its pinned ``TaskSpec(version=...)``, if any). ``"code"``: its code must match too
+                (the code version of the task and of its ancestors; see ``plan()``), else the run
+                is made again in place, with everything downstream of it.
 
         Returns:
             ``{task_name: [TaskResults, ...]}`` or None.
         """
         _check_choice("return_results", return_results, ("all", "latest", None))
+        _check_choice("cache", cache, _CACHE_CHOICES)
         _check_num_workers(num_workers)
         if start_method not in multiprocessing.get_all_start_methods():
             raise RunConfigError(
@@ -197,6 +207,8 @@ class Flow:
                 'declare requests= on the TaskSpec or in run(requests={"task": {"gpus": 1}}), and read '
                 "task.resource inside the task.", key="resources")
         resource = resource_list[0] if isinstance(executor, LocalExecutor) else None  # else set where it runs
+        for name, record in self._identity_records(cache).items():
+            self.task_spec_graph.nodes[name]["task"]._identity_record = record  # (travels with the spec)
 
         for task in self._tasks:
             task.run_name = run_name
@@ -211,10 +223,57 @@ class Flow:
         summary = RunSummary(run_name=run_name, project_name=project_name, total=len(self._tasks),
                              store=describe_store(store), executor=executor.description)
         drive(self._tasks, executor, store, summary, exit_on_error=exit_on_error,
-              observers=[LoggingObserver(), *progress_observers(progress), *observers])
+              observers=[LoggingObserver(), *progress_observers(progress), *observers], cache=cache)
         if return_results is None:
             return None
         return self._results(store, latest=return_results == "latest")
+
+    def plan(
+        self,
+        results_store: Optional[ResultsStore] = None,
+        force: Optional[Union[str, List[str]]] = None,
+        cache: str = "config",
+    ) -> List[PlanEntry]:
+        """What ``run()`` with the same arguments would do, and why; runs nothing, writes nothing.
+
+        Returns one ``PlanEntry(unique_name, task_name, config_hash, runs, reason)`` per expanded
+        task, in task order. ``reason`` is one of: ``"cached"``, ``"new config"``, ``"forced"``,
+        ``"failed last time"``, ``"killed last time"``, ``"interrupted last time"`` (its run was
+        left running by a driver that died), ``"results missing"``, ``"code changed: <qualnames>"``,
+        ``"code version not recorded"`` (``cache="code"``, a run stored without one),
+        ``"version <old> → <new>"`` (``TaskSpec(version=...)``; ``none`` where not pinned) and
+        ``"upstream runs: <task names>"`` (a predecessor runs for a reason other than ``force``).
+
+        With ``cache="code"``, the first call hashes the code of each task class or function (once
+        per Flow). Without a ``results_store`` every task is a ``"new config"``.
+        """
+        _check_choice("cache", cache, _CACHE_CHOICES)
+        if results_store is not None and not isinstance(results_store, ResultsStore):
+            raise RunConfigError(
+                f"results_store must be a fluidml.storage.ResultsStore, got {type(results_store).__name__}.",
+                key="results_store",
+            )
+        forced = self._forced_specs(force)
+        store = results_store if results_store is not None else InMemoryStore()
+        planned = plan_tasks(self._tasks, store, cache, forced, self._identity_records(cache), keep_stored=False)
+        return [PlanEntry(task.unique_name, task.name, each.hash, each.runs, each.reason)
+                for task, each in zip(self._tasks, planned)]
+
+    def _specs(self) -> List[TaskSpec]:
+        """The specs in topological order."""
+        import networkx as nx
+
+        return [self.task_spec_graph.nodes[name]["task"] for name in nx.topological_sort(self.task_spec_graph)]
+
+    def _identity_records(self, cache: str) -> Dict[str, Record]:
+        """Each spec's identity record for ``cache`` (code versions are hashed once per Flow)."""
+        if cache != "code":
+            return identity_records(self._specs(), None)
+        if self._code_hasher is None:
+            from fluidml.code_version import CodeHasher  # (ast and inspect: only when asked for)
+
+            self._code_hasher = CodeHasher()
+        return identity_records(self._specs(), self._code_hasher.version)
 
     def _num_workers(self, requested: Optional[int]) -> int:
         """The worker count: the requested one, at most the useful number for the graph (the widest

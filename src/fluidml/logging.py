@@ -9,6 +9,7 @@ import sys
 from typing import Any, Union
 
 from fluidml.driver import RunObserver, RunSummary
+from fluidml.planner import plan_lines
 from fluidml.progress import summary_lines
 from fluidml.runner import Outcome
 from fluidml.task import Task, TaskState
@@ -111,6 +112,9 @@ class LoggingObserver(RunObserver):
     def run_started(self, summary: RunSummary) -> None:
         logger.info('Run "%s" (project "%s"): %d tasks, run %s, results in %s.',
                     summary.run_name, summary.project_name, summary.total, summary.executor, summary.store)
+        if logger.isEnabledFor(logging.INFO):
+            for line in plan_lines(summary.plan):  # one per task name: what runs, and why
+                logger.info("%s", line)
 
     def task_ended(self, task: Task, outcome: Outcome, finished: int, total: int) -> None:
         if not logger.isEnabledFor(logging.INFO if outcome.state == TaskState.FINISHED else logging.ERROR):

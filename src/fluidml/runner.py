@@ -1,6 +1,7 @@
-"""Everything about running ONE task, in two steps: ``plan_task`` (the driver, before dispatch:
-the cache check, force, run context and history) and ``run_task`` (wherever the executor runs it:
-input gathering, the user's ``__init__`` and ``run()``, the ``TaskInfo`` bookkeeping).
+"""Everything about running ONE task, in two steps: ``plan_task`` (the driver, before dispatch,
+acting on the planner's decision: the run's context and history) and ``run_task`` (wherever the
+executor runs it: input gathering, the user's ``__init__`` and ``run()``, the ``TaskInfo``
+bookkeeping).
 """
 
 import datetime
@@ -10,12 +11,14 @@ import re
 import traceback
 import typing
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence
 
 from fluidml._metadict import MetaDict
 from fluidml.config import copy_json
-from fluidml.exception import StoredResultDamaged, TaskFailedError, TaskResultKeyAlreadyExists, TaskResultObjectMissing
-from fluidml.storage.base import TASK_INFO, LazySweep, Promise, ResultsStore, Sweep, damage_marker
+from fluidml.exception import StoredResultDamaged, TaskFailedError, error_text, TaskResultKeyAlreadyExists, TaskResultObjectMissing
+from fluidml.identity import run_record
+from fluidml.planner import Planned
+from fluidml.storage.base import TASK_INFO, LazySweep, Promise, ResultsStore, Sweep
 from fluidml.task import Task, TaskInfo, TaskState, _FunctionTask, plain_history
 
 __all__ = ["Outcome", "PredecessorRef", "RunHistory", "error_text", "gather_inputs", "info_record", "plan_task",
@@ -49,14 +52,6 @@ class Outcome:
     run_history: Optional[Mapping[str, str]] = None
     #: The store could not record the task's state: the run stops whatever exit_on_error says.
     store_failed: bool = False
-
-
-def error_text(error: BaseException) -> str:
-    """``str(error)``, also for an exception whose ``__str__`` raises."""
-    try:
-        return str(error)
-    except Exception as failure:  # the user's __str__ is broken; its type and traceback still tell a lot
-        return f"<str() of the {type(error).__name__} failed: {type(failure).__name__}>"
 
 
 _LAZY_TEXT = re.compile(r"\b(Promise|FilePromise|LazySweep)\b")
@@ -233,6 +228,9 @@ def info_record(task: Task, store: ResultsStore) -> Dict[str, Any]:
     ).model_dump(mode="json")
     history = task.run_history
     info["run_history"] = history if store.keeps_objects else plain_history(history)
+    record = run_record(task)  # the code that made the run (see identity.py)
+    if record:
+        info.setdefault("fluidml", {}).update((key, value) for key, value in record.items() if value)
     return info
 
 
@@ -250,39 +248,28 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore) -> Tuple[Optional[Outcome], str]:
-    """Decides, before dispatch, whether the task runs; the driver calls it, so workers never race.
+def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore,
+              planned: Planned) -> Optional[Outcome]:
+    """Acts on the planner's decision for the task, before dispatch; the driver calls it, so workers
+    never race.
 
-    Returns the outcome of the stored finished run if there is one and nothing of it is damaged
-    (the task is then "already executed"), else ``None`` and the reason it runs, after preparing
-    the run: a run that is not finished (failed, killed, interrupted, damaged, or forced) is
-    cleared first, so every attempt starts clean; the run gets its store context (run directory,
-    sweep counter) and its run history. A task keeps the run name and counter of the run that
-    first stored it. Errors of the store propagate.
+    A cached task completes from its stored run: the outcome is returned. A task that runs gets its
+    run prepared and ``None`` is returned: a stored run is cleared first (``delete_run``; the run
+    keeps its run name and counter, so it is re-made in place), then the run gets its store
+    context (run directory, sweep counter) and its run history. Errors of the store propagate.
     """
     uc = task._uc()
-    stored, damage = _stored_run(task, store, uc)
+    stored = planned.stored
     if stored is not None:
         task.run_name = stored.get("run_name") or task.run_name
         task.sweep_counter = stored.get("sweep_counter")
         task.run_history = stored.get("run_history")
-    if task.force:
-        reason = f"forced, config {task.unique_config_hash}"
-    elif damage:
-        reason = "results missing"
-    elif stored is None:
-        reason = f"new config {task.unique_config_hash}"
-    elif stored.get("state") == TaskState.FINISHED.value:
+    if not planned.runs:
         task.state = TaskState.FINISHED
-        return Outcome(TaskState.FINISHED, cached=True, run_name=task.run_name,
-                       sweep_counter=task.sweep_counter, run_history=task.run_history), "already executed"
-    else:
-        reason = f"config {task.unique_config_hash}, previous run {stored.get('state')}"
-    if task.force or stored is not None or damage:
-        # every attempt starts clean: the run of a failed, killed or damaged attempt is cleared. A run
-        # without info may be in progress in another process; the store lists only what this attempt
-        # saves (see ResultsStore.begin_attempt), so nothing of a crashed attempt is taken for its results.
-        store.delete_run(task.name, uc)
+        return Outcome(TaskState.FINISHED, cached=True, reason=planned.reason, run_name=task.run_name,
+                       sweep_counter=task.sweep_counter, run_history=task.run_history)
+    if stored is not None:
+        store.delete_run(task.name, uc)  # every run starts clean
     if hasattr(store, "run_info"):  # a file store names a new run dir after it (the original's run_info)
         store.run_info = TaskInfo.model_construct(  # what naming needs, without validating our own values
             project_name=task.project_name or "", run_name=task.run_name or "", sweep_counter=task.sweep_counter)
@@ -291,30 +278,7 @@ def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: Results
         task.sweep_counter = context.sweep_counter
     if task.run_history is None:
         task.run_history = _merged_history(task, predecessors)
-    return None, reason
-
-
-def _stored_run(task: Task, store: ResultsStore, uc: Dict[str, Any]) -> Tuple[Optional[Dict[str, Any]], bool]:
-    """The task's stored run info (None if there is none or it is unreadable), and whether the run
-    is damaged (one warning names what is damaged; the run then runs again)."""
-    try:
-        stored = store.load(TASK_INFO, task.name, uc)
-    except StoredResultDamaged as error:
-        logger.warning("%s", error_text(error))
-        return None, True
-    marker = damage_marker(stored)
-    if marker is not None:
-        logger.warning('Task "%s": %s %s (found before). Its run runs again.', task.unique_name,
-                       marker.get("location"), marker.get("problem"))
-        return stored, True
-    if stored is None or stored.get("state") != TaskState.FINISHED.value:
-        return stored, False
-    damage = store.run_damage(task.name, uc)
-    if damage:
-        more = f" (and {len(damage) - 1} more)" if len(damage) > 1 else ""
-        logger.warning('Task "%s": %s %s%s. Its run counts as not finished and runs again.', task.unique_name,
-                       damage[0].location, damage[0].problem, more)
-    return stored, bool(damage)
+    return None
 
 
 def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore, reason: str = "") -> Outcome:
@@ -333,7 +297,7 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
         store.begin_attempt(task.name, task._uc())
         inputs = gather_inputs(task, predecessors, store)
         task.state = TaskState.RUNNING
-        logger.info('Started task "%s" (%s)', task.unique_name, reason)
+        logger.info('Started task "%s" (%s; config %s)', task.unique_name, reason, task.unique_config_hash)
         task._init_user_task()
         task.run(**inputs)
     except KeyboardInterrupt as exc:

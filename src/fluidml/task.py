@@ -10,13 +10,17 @@ import datetime
 import inspect
 from abc import ABC, abstractmethod
 from enum import Enum
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from fluidml._metadict import MetaDict
 from fluidml.config import copy_json, prepared_config
-from fluidml.task_spec import DependencyMixin, TaskSpec
+from fluidml.dependency import DependencyMixin
+from fluidml.identity import materialize
+
+if TYPE_CHECKING:  # task_spec.py imports this module
+    from fluidml.task_spec import TaskSpec
 
 __all__ = [
     "PROTECTED_NAMES", "RESERVED_RESULT_NAMES", "Task", "TaskInfo", "TaskResults", "TaskState", "plain_history",
@@ -135,7 +139,7 @@ class Task(DependencyMixin, ABC):
         self._config: Dict[str, Any] = {}
         self._extra_kwargs: Dict[str, Any] = {}
         self._meta_config: Optional[MetaDict] = None
-        self._spec: Optional[TaskSpec] = None
+        self._spec: Optional["TaskSpec"] = None
         self._requests: Optional[Any] = None  # what the run asks a cluster for (fluidml.Requests)
         if unique_config is not None:
             self.unique_config = unique_config
@@ -175,7 +179,7 @@ class Task(DependencyMixin, ABC):
         self._extra_kwargs = {}
         self._meta_config = None
 
-    def _set_configs(self, expanded: Dict[str, Any], spec: Optional[TaskSpec] = None) -> None:
+    def _set_configs(self, expanded: Dict[str, Any], spec: Optional["TaskSpec"] = None) -> None:
         spec = spec if spec is not None else self._spec
         assert spec is not None, "a task made without a spec has no config to expand"
         self._config = prepared_config(expanded, spec.config_ignore_prefix)
@@ -209,7 +213,7 @@ class Task(DependencyMixin, ABC):
         if self._unique_config is None:
             if self._uc_own is None:
                 return {}
-            _materialize(self)
+            materialize(self)
         return self._unique_config  # type: ignore[return-value]  # set by _materialize
 
     def _detached(self: _T, unique_config: Optional[Dict] = None) -> _T:
@@ -371,7 +375,7 @@ class Task(DependencyMixin, ABC):
     # ---------------------------------------------------------------------------- construction
 
     @classmethod
-    def from_spec(cls, task_spec: TaskSpec, half_initialize: bool = False) -> "Task":
+    def from_spec(cls, task_spec: "TaskSpec", half_initialize: bool = False) -> "Task":
         """Creates a Task from a TaskSpec.
 
         With ``half_initialize=True`` a class task's own ``__init__`` is not called yet (the Flow
@@ -419,7 +423,7 @@ def plain_history(history: Optional[Mapping[str, str]]) -> Optional[Dict[str, st
     return to_dict() if to_dict is not None else dict(history)
 
 
-def task_for_spec(spec: TaskSpec) -> Task:
+def task_for_spec(spec: "TaskSpec") -> Task:
     """A half-initialized task of ``spec`` (the user's ``__init__`` not called yet). The caller sets
     its config; the Flow creates one per expanded task, so this is on the hot path of building."""
     task: Task
@@ -436,29 +440,6 @@ def task_for_spec(spec: TaskSpec) -> Task:
     task.expects = spec.expects
     task._extra_kwargs = spec.additional_kwargs
     return task
-
-
-def _materialize(task: Task) -> None:
-    """Builds unique configs bottom-up without recursion: the predecessors' merged in order (a later
-    one wins on a shared key), then the task's own entry last."""
-    stack: List[Task] = [task]
-    while stack:
-        current = stack[-1]
-        if current._unique_config is not None:
-            stack.pop()
-            continue
-        predecessors = current._predecessors
-        missing = [p for p in predecessors if p._unique_config is None and p._uc_own is not None]
-        if missing:
-            stack.extend(missing)
-            continue
-        stack.pop()
-        merged: Dict[str, Any] = {}
-        for predecessor in predecessors:
-            if predecessor._unique_config is not None:
-                merged.update(predecessor._unique_config)
-        merged[current.name] = current._uc_own
-        current._unique_config = merged
 
 
 def _base_attributes() -> Dict[str, Any]:

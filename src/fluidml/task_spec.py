@@ -4,65 +4,14 @@ and the ``requires()`` / ``required_by()`` dependency mix-in shared with expande
 import inspect
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union, cast
 
-from fluidml.config import expand_config, prepared_config, relevant_config, to_json_config
+from fluidml.config import expand_config, prepared_config, to_json_config
+from fluidml.dependency import DependencyMixin
 from fluidml.exception import TaskNameError, TaskSpecError
+from fluidml.identity import relevant_config
+from fluidml.task import PROTECTED_NAMES, Task
 from fluidml.task_requests import Requests
 
 __all__ = ["DependencyMixin", "TaskSpec"]
-
-
-class DependencyMixin:
-    """Predecessor and successor links, registered with ``requires()``."""
-
-    def __init__(self) -> None:
-        self._predecessors: List[Any] = []
-        self._successors: List[Any] = []
-
-    @property
-    def predecessors(self) -> List[Any]:
-        """A list of predecessor task/task spec objects, registered to this task/task spec."""
-        return self._predecessors
-
-    @predecessors.setter
-    def predecessors(self, predecessors: List[Any]) -> None:
-        self._predecessors = predecessors
-
-    @property
-    def successors(self) -> List[Any]:
-        """A list of successor task/task spec objects, registered to this task/task spec."""
-        return self._successors
-
-    @successors.setter
-    def successors(self, successors: List[Any]) -> None:
-        self._successors = successors
-
-    def requires(self, *predecessors: Any) -> None:
-        """Registers one or more predecessors: ``requires(a)``, ``requires(a, b)`` or ``requires([a, b])``.
-
-        Registering the same predecessor twice has no further effect.
-        """
-        if len(predecessors) == 1 and isinstance(predecessors[0], (list, tuple)):
-            predecessors = tuple(predecessors[0])
-        elif any(isinstance(p, (list, tuple)) for p in predecessors):
-            raise TaskSpecError(
-                f"{self!r}.requires() takes either several task specs or one list of them, not a mix."
-            )
-        for predecessor in predecessors:
-            if not isinstance(predecessor, DependencyMixin):
-                raise TaskSpecError(
-                    f"{self!r}.requires() got {predecessor!r}; pass TaskSpec (or Task) objects."
-                )
-            if predecessor is self:
-                raise TaskSpecError(f"{self!r} cannot require itself.")
-            if any(p is predecessor for p in self._predecessors):
-                continue
-            self._predecessors.append(predecessor)
-            predecessor.required_by(self)
-
-    def required_by(self, successor: Any) -> None:
-        """Registers a successor task/task spec object to the current task/task spec."""
-        if not any(s is successor for s in self._successors):
-            self._successors.append(successor)
 
 
 def _named_parameters(fn: Any, skip_first: bool) -> Dict[str, inspect.Parameter]:
@@ -104,6 +53,9 @@ class TaskSpec(DependencyMixin):
         config_group_prefix: Marks zip groups inside a product grid, e.g. ``[1, 2, "@x"]``.
         requests: What each run of the task needs on a cluster (``Requests`` or a dict of its
             fields, e.g. ``{"gpus": 0.25}``); used by the Ray executor, ignored by the others.
+        version: Pins the version of the task's code by hand (a string, e.g. ``"2"``): it replaces
+            the code hash of ``flow.run(cache="code")``, counts with either ``cache`` setting, and
+            changing it runs the task and its successors again.
     """
 
     def __init__(
@@ -117,10 +69,9 @@ class TaskSpec(DependencyMixin):
         config_ignore_prefix: Optional[str] = None,
         config_group_prefix: Optional[str] = None,
         requests: Optional[Any] = None,
+        version: Optional[str] = None,
     ):
         super().__init__()
-        from fluidml.task import Task  # task.py imports this module
-
         if inspect.isclass(task):
             if not issubclass(task, Task):
                 raise TaskSpecError(
@@ -176,6 +127,8 @@ class TaskSpec(DependencyMixin):
         )
         self._lazy_inputs: Optional[frozenset] = None  # filled by the runner on first use
         self._uc_keys: Optional[Any] = None  # the flow's task name -> unique config keys (see graph.py)
+        self.version: Optional[str] = _check_version(version, self.name)
+        self._identity_record: Optional[Dict[str, Any]] = None  # what its runs record (identity.py), set per run
 
     def __repr__(self) -> str:
         return f"TaskSpec({self.name!r})"
@@ -198,8 +151,6 @@ class TaskSpec(DependencyMixin):
 
     def validate(self) -> None:
         """Checks the config keys against the task's signature; raises ``TaskSpecError`` naming the key."""
-        from fluidml.task import PROTECTED_NAMES, Task
-
         keys = self._config_keys()
         if self.is_function:
             if "task" in keys:
@@ -257,8 +208,6 @@ class TaskSpec(DependencyMixin):
         Each Task's ``unique_config`` holds only its own relevant config; the Flow adds the
         predecessors' configs when it links the expanded graph.
         """
-        from fluidml.task import Task
-
         tasks = []
         for config in self.expand_configs():
             task = Task.from_spec(self, half_initialize=True)
@@ -302,6 +251,16 @@ def _reduce_keys(reduce: Any, name: str) -> Optional[Tuple[ReduceKey, ...]]:
             key="reduce",
         )
     return tuple(dict.fromkeys(keys))
+def _check_version(version: Any, name: str) -> Optional[str]:
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, (str, int)) or not str(version).strip():
+        raise TaskSpecError(
+            f'Task "{name}": version must be a non-empty string such as "2", got {version!r}.',
+            task_name=name,
+            key="version",
+        )
+    return str(version)
 
 
 def _check_name(name: Any) -> str:

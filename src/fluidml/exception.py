@@ -14,6 +14,8 @@ Hierarchy::
     ├── TaskResultObjectMissing      a required input was not saved by any predecessor
     ├── TaskFailedError              a task's worker died, or its exception could not be transported
     ├── ResultsStoreError            a results store cannot read or write (e.g. its server is unreachable)
+    ├── UnknownNameError             a task, run, object or table column that was asked for is not there
+    │                                (also a LookupError; the message lists what is)
     └── TmuxError                    a tmux command failed
 
 Every error carries ``task_name``, ``key`` and ``config_hash`` (``None`` where they do not apply),
@@ -35,6 +37,7 @@ __all__ = [
     "TaskResultObjectMissing",
     "TaskSpecError",
     "TmuxError",
+    "UnknownNameError",
 ]
 
 
@@ -102,3 +105,7 @@ class ResultsStoreError(FluidmlError):
 
 class TmuxError(FluidmlError):
     """A tmux command failed."""
+
+
+class UnknownNameError(FluidmlError, LookupError):
+    """A task, run, saved object or table column that was asked for is not in the store or table."""

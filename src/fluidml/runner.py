@@ -5,8 +5,11 @@ input gathering, the user's ``__init__`` and ``run()``, the ``TaskInfo`` bookkee
 
 import datetime
 import logging
+import multiprocessing
 import os
 import re
+import socket
+import sys
 import traceback
 import typing
 from dataclasses import dataclass
@@ -203,8 +206,10 @@ def _merged_history(task: Task, predecessors: Sequence[PredecessorRef]) -> RunHi
     return RunHistory({task.name: task.id}, [p.run_history for p in predecessors if p.run_history is not None])
 
 
-def info_record(task: Task, store: ResultsStore) -> Dict[str, Any]:
-    """The task's ``TaskInfo`` as the dict stores keep (``fluidml_info``).
+def info_record(task: Task, store: ResultsStore, error: Optional[BaseException] = None,
+                trace: Optional[str] = None) -> Dict[str, Any]:
+    """The task's ``TaskInfo`` as the dict stores keep (``fluidml_info``), with the run's extra data
+    under ``"fluidml"`` (see ``run_extras``).
 
     Built without validating (the values are the driver's own). ``run_history`` stays shared for
     stores that keep Python objects as they are (``store.keeps_objects``); others get a plain dict.
@@ -216,7 +221,34 @@ def info_record(task: Task, store: ResultsStore) -> Dict[str, Any]:
     ).model_dump(mode="json")
     history = task.run_history
     info["run_history"] = history if store.keeps_objects else plain_history(history)
+    info["fluidml"] = run_extras(task, error, trace)
     return info
+
+
+def run_extras(task: Task, error: Optional[BaseException], trace: Optional[str]) -> Dict[str, Any]:
+    """What a run records beyond ``TaskInfo``: its unique name, where it ran (host, pid, worker),
+    the fluidml version, and the error with its traceback if it failed or was killed."""
+    from fluidml import __version__
+
+    extras: Dict[str, Any] = {"unique_name": task.unique_name, "host": socket.gethostname(), "pid": os.getpid(),
+                              "worker": _worker_label(), "version": __version__}
+    if error is not None:
+        kind = type(error)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        extras["error"] = {"type": name, "message": str(error), "traceback": trace}
+    return extras
+
+
+def _worker_label() -> str:
+    """``"worker-N"`` in a process-pool worker, ``"ray"`` in a Ray worker, else ``"main"``."""
+    name = multiprocessing.current_process().name
+    if name != "MainProcess":
+        return name
+    ray = sys.modules.get("ray")
+    worker = getattr(getattr(getattr(ray, "_private", None), "worker", None), "global_worker", None)
+    if worker is not None and getattr(worker, "mode", None) == getattr(ray, "WORKER_MODE", object()):
+        return "ray"
+    return "main"
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -294,7 +326,7 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
     task.ended = datetime.datetime.now()
     task.state = state
     try:
-        store.save(info_record(task, store), TASK_INFO, type_="json", task_name=task.name,
+        store.save(info_record(task, store, error, trace), TASK_INFO, type_="json", task_name=task.name,
                    task_unique_config=task._uc(), indent=4)
     except Exception as exc:  # the store failed (e.g. its server went away): the run is not recorded
         if error is None:  # (a task that failed already keeps its own error)

@@ -13,7 +13,7 @@ from typing import Any, Deque, Dict, List, Optional
 
 from fluidml.exception import ResultsStoreError
 
-__all__ = ["decode", "encode", "file_id"]
+__all__ = ["decode", "encode", "entry_size", "file_id"]
 
 _PIECE = 1 << 22  # bytes per write into a GridFS upload
 _WINDOW = 32  # chunks per query when reading a GridFS file (8 MB with the default chunk size)
@@ -22,6 +22,13 @@ _WINDOW = 32  # chunks per query when reading a GridFS file (8 MB with the defau
 def file_id(entry: Any) -> Any:
     """The GridFS file id of a stored entry, None for inline objects (and for no entry)."""
     return entry.get("gridfs") if isinstance(entry, dict) else None
+
+
+def entry_size(entry: Any) -> Optional[int]:
+    """Bytes of the pickle an entry holds (inline or in GridFS); None for no entry."""
+    if entry is None:
+        return None
+    return entry.get("size") if isinstance(entry, dict) else len(entry)
 
 
 def encode(obj: Any, inline_limit: int, bucket: Any, filename: str, metadata: Dict[str, Any]) -> Any:

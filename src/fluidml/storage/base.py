@@ -9,12 +9,12 @@ from those five, so a custom store only writes the core.
 import contextlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from fluidml._metadict import MetaDict
 
-__all__ = ["LazySweep", "Promise", "ResultsStore", "StoreContext", "Sweep"]
+__all__ = ["LazySweep", "ObjectMeta", "Promise", "ResultsStore", "RunRecord", "StoreContext", "Sweep"]
 
 #: The registry of a run's saved result names, kept in the store next to the results.
 SAVED_RESULTS = ".saved_results"
@@ -54,6 +54,59 @@ class StoreContext:
 
     run_dir: Optional[str] = None
     sweep_counter: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ObjectMeta:
+    """What a store knows about a saved object without loading it: its type and size in bytes
+    (None where the store does not know)."""
+
+    type: Optional[str]
+    size: Optional[int]
+
+
+class DeferredObjects(Mapping):
+    """A run's ``{name: ObjectMeta}``, read on first access: listing runs stays cheap for callers
+    that never look at the objects."""
+
+    def __init__(self, read: Callable[[], Dict[str, ObjectMeta]]):
+        self._read: Optional[Callable[[], Dict[str, ObjectMeta]]] = read
+        self._objects: Dict[str, ObjectMeta] = {}
+
+    def _loaded(self) -> Dict[str, ObjectMeta]:
+        if self._read is not None:
+            self._objects, self._read = self._read(), None
+        return self._objects
+
+    def __getitem__(self, name: str) -> ObjectMeta:
+        return self._loaded()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+    def __repr__(self) -> str:
+        return repr(self._loaded())
+
+
+@dataclass
+class RunRecord:
+    """One stored run of a task, as ``ResultsStore.runs()`` lists it.
+
+    ``run_id`` names the run in the store (e.g. ``"exp-1-004"``), ``info`` is the stored
+    ``fluidml_info`` dict (None while the run has not written it: it is running, or its process
+    died), ``objects`` maps each saved object's name to its ``ObjectMeta`` (stores may fill it on
+    first access), and ``location`` is the run's directory or document address.
+    """
+
+    task_name: str
+    run_id: str
+    unique_config: Dict[str, Any]
+    info: Optional[Dict[str, Any]]
+    objects: Mapping[str, ObjectMeta] = field(default_factory=dict)
+    location: str = ""
 
 
 class ResultsStore(ABC):
@@ -109,6 +162,18 @@ class ResultsStore(ABC):
         Stores that cannot list their runs return nothing; the lookups then need exact configs.
         """
         return ()
+
+    def task_names(self) -> List[str]:
+        """The names of the tasks that have runs in the store, sorted."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot list its tasks: it does not implement task_names(). Implement "
+            f"task_names() and runs() to use it with sweep tables and the fluidml command.")
+
+    def runs(self, task_name: str) -> Iterator[RunRecord]:
+        """The stored runs of a task, one ``RunRecord`` each (in the order the store keeps them)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot list the runs of task \"{task_name}\": it does not implement runs(). "
+            f"Implement task_names() and runs() to use it with sweep tables and the fluidml command.")
 
     # ------------------------------------------------------------------------ derived behaviour
 

@@ -15,14 +15,16 @@ import json
 import logging
 import os
 import pickle
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from fluidml.config import config_digest
+from fluidml.exception import ResultsStoreError
 from fluidml.storage._filetypes import (
     File, FilePromise, TypeInfo, builtin_types, remove_path, replace_into_place, temp_path, write_atomic,
 )
+from fluidml.storage._file_runs import list_runs, list_task_names, object_metas
 from fluidml.storage._runindex import META_DIR, RunIndex
-from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, ResultsStore, StoreContext
+from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, ObjectMeta, ResultsStore, RunRecord, StoreContext
 
 __all__ = ["File", "FilePromise", "LocalFileStore", "TypeInfo"]
 
@@ -47,6 +49,8 @@ class LocalFileStore(ResultsStore):
 
     Args:
         base_dir: The directory that holds the results (created when needed).
+        read_only: Never write to the directory (no run index, no lock file); saving or deleting
+            then raises ``ResultsStoreError``. The ``fluidml`` command reads stores this way.
 
     Attributes:
         base_dir: The base directory that is used to store results from tasks.
@@ -56,12 +60,13 @@ class LocalFileStore(ResultsStore):
     keeps_objects = False
     process_safe = True  # worker processes open the same directory
 
-    def __init__(self, base_dir: str):
+    def __init__(self, base_dir: str, read_only: bool = False):
         super().__init__()
         self.base_dir = os.fspath(base_dir)
+        self.read_only = read_only
         self.type_registry: Dict[str, TypeInfo] = builtin_types()
         self._run_info: Any = None
-        self._index = RunIndex(self.base_dir)
+        self._index = RunIndex(self.base_dir, read_only=read_only)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_dir!r})"
@@ -112,6 +117,7 @@ class LocalFileStore(ResultsStore):
         run name, or the stored counter of a run that is re-created).
         """
         self._task_dir(task_name)
+        self._check_writable("create a run", task_name)
         info = self._run_info
         run_name = _field(info, "run_name")
         counter = _field(info, "sweep_counter")
@@ -119,6 +125,30 @@ class LocalFileStore(ResultsStore):
                                       run_name, counter)
         return StoreContext(run_dir=os.path.join(self.base_dir, task_name, dir_name),
                             sweep_counter=dir_name.rpartition("-")[2])
+
+    def _check_writable(self, action: str, task_name: str) -> None:
+        if self.read_only:
+            raise ResultsStoreError(f'Cannot {action} of task "{task_name}": LocalFileStore({self.base_dir!r}) was '
+                                    f"opened read-only. Open it without read_only=True to change it.",
+                                    task_name=task_name)
+
+    def task_names(self) -> List[str]:
+        """The tasks with runs in the directory, sorted (read from the directory; nothing is written)."""
+        return list_task_names(self.base_dir)
+
+    def runs(self, task_name: str) -> Iterator[RunRecord]:
+        """The task's runs in the order of their directory names (each read from its directory: its
+        config.json and fluidml_info.json; object types and sizes on first access). Nothing is written."""
+        return list_runs(self._task_dir(task_name), task_name, self._object_metas)
+
+    def _object_metas(self, run_dir: str, info: Optional[Dict]) -> Dict[str, ObjectMeta]:
+        """Type and size of each object the run saved: from the info where it lists them (format 2),
+        else from the registry and load-info files of the original layout."""
+        extra = info.get("fluidml") if isinstance(info, dict) else None
+        objects = extra.get("objects") if isinstance(extra, dict) else None
+        if isinstance(objects, dict):
+            return {name: ObjectMeta(entry.get("type"), entry.get("size")) for name, entry in objects.items()}
+        return object_metas(run_dir, self._read_load_info, self.type_registry)
 
     def stored_configs(self, task_name: str) -> Iterator[Dict]:
         """The unique configs of the task's runs (read from their config.json files)."""
@@ -207,6 +237,7 @@ class LocalFileStore(ResultsStore):
         """
         _check_name(name)
         task_name, task_unique_config = _check_run(task_name, task_unique_config)
+        self._check_writable(f'save "{name}"', task_name)
         type_info = self._type(type_)
         run_dir = self._run_dir(task_name, task_unique_config)
         fixed = _FIXED.get(name)
@@ -274,6 +305,7 @@ class LocalFileStore(ResultsStore):
 
     def delete(self, name: str, task_name: str, task_unique_config: Dict) -> None:
         """Deletes the object ``name`` of the run (its file or directory and its load info)."""
+        self._check_writable(f'delete "{name}"', task_name)
         run_dir = self._find_run(task_name, task_unique_config)
         found = None if run_dir is None else self._object(run_dir, name)
         if run_dir is None or found is None:
@@ -286,6 +318,7 @@ class LocalFileStore(ResultsStore):
     def delete_run(self, task_name: str, task_unique_config: Dict) -> None:
         """Deletes the run's whole directory."""
         self._task_dir(task_name)
+        self._check_writable("delete a run", task_name)
         if self._index.remove(task_name, config_digest(task_unique_config)) is None:
             logger.debug('Nothing to delete: task "%s" has no run for this config.', task_name)
 
@@ -319,6 +352,8 @@ class LocalFileStore(ResultsStore):
                              f"mode; missing: {', '.join(missing)}.")
         assert name is not None and task_name is not None and task_unique_config is not None and mode is not None
         _check_name(name)
+        if "r" not in mode:
+            self._check_writable(f'open "{name}" for writing', task_name)
         if "r" in mode:
             run_dir = self._find_run(task_name, task_unique_config)
             found = None if run_dir is None else self._object(run_dir, name)

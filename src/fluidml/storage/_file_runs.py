@@ -1,0 +1,134 @@
+"""Listing a ``LocalFileStore`` for people: its tasks, a task's runs, a run's objects.
+
+Everything here only reads, straight from the directories (never through the run index, which
+writes when it meets runs it does not know), so listing a store that another process is writing,
+or a store written by fluidml 0.3.4, changes nothing in it. Small files are read with plain ``os``
+calls: listing 10 000 runs reads 20 000 of them.
+"""
+
+import functools
+import json
+import logging
+import os
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+from fluidml.storage._runindex import CONFIG_FILE, META_DIR, split_run_dir_name
+from fluidml.storage.base import DeferredObjects, ObjectMeta, RunRecord
+
+__all__ = ["list_runs", "list_task_names", "object_metas", "read_json"]
+
+logger = logging.getLogger(__name__)
+
+INFO_FILE = "fluidml_info.json"
+REGISTRY_FILE = ".saved_results.json"
+
+
+def read_json(path: str) -> Any:
+    """The JSON value in a small file (FileNotFoundError if there is none, ValueError if it is not JSON)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return json.loads(b"".join(chunks))
+
+
+def _run_dir_names(task_dir: str) -> List[str]:
+    try:
+        with os.scandir(task_dir) as entries:
+            names = [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(names, key=_run_order)
+
+
+def _run_order(name: str) -> Tuple[str, int]:
+    parts = split_run_dir_name(name)
+    return parts if parts is not None else (name, -1)
+
+
+def list_task_names(base_dir: str) -> List[str]:
+    """The task directories of the store that hold at least one run (a directory with a config.json)."""
+    try:
+        with os.scandir(base_dir) as entries:
+            candidates = [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(name for name in candidates if _holds_a_run(os.path.join(base_dir, name)))
+
+
+def _holds_a_run(task_dir: str) -> bool:
+    with os.scandir(task_dir) as entries:
+        return any(not e.name.startswith(".") and e.is_dir() and os.path.exists(os.path.join(e.path, CONFIG_FILE))
+                   for e in entries)
+
+
+def _read_part(run_dir: str, file_name: str, what: str) -> Optional[Any]:
+    """A run's JSON file, or None if it is missing or unreadable (with a warning naming it)."""
+    path = os.path.join(run_dir, file_name)
+    try:
+        return read_json(path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        logger.warning("Cannot read the %s of the run %s: %s is unreadable (%s).", what, run_dir, path, error)
+        return None
+
+
+def list_runs(task_dir: str, task_name: str,
+              metas: Callable[[str, Optional[Dict]], Dict[str, ObjectMeta]]) -> Iterator[RunRecord]:
+    """A RunRecord per run directory of the task that has a config (a directory still being created has
+    none yet and is left out); ``metas(run_dir, info)`` gives its objects when they are first looked at."""
+    for name in _run_dir_names(task_dir):
+        run_dir = os.path.join(task_dir, name)
+        config = _read_part(run_dir, CONFIG_FILE, "config")
+        if not isinstance(config, dict):
+            continue
+        info = _read_part(run_dir, INFO_FILE, "info")
+        info = info if isinstance(info, dict) else None
+        yield RunRecord(task_name, name, config, info, DeferredObjects(functools.partial(metas, run_dir, info)),
+                        run_dir)
+
+
+def object_metas(run_dir: str, read_load_info: Callable[[str, str], Optional[Dict]],
+                 registry: Dict[str, Any]) -> Dict[str, ObjectMeta]:
+    """Type and size of each object in the run's registry, read from the original layout's load-info
+    files; the size is None where the file is missing or its type is not registered here."""
+    names = _read_part(os.path.join(run_dir, META_DIR), REGISTRY_FILE, "registry of saved results")
+    metas: Dict[str, ObjectMeta] = {}
+    for name in names if isinstance(names, list) else []:
+        load_info = read_load_info(run_dir, name)
+        if load_info is None:
+            metas[name] = ObjectMeta(None, None)
+            continue
+        type_name = load_info.get("type_") or "pickle"
+        type_info = registry.get(type_name)
+        size = None
+        if type_info is not None:
+            obj_dir = os.path.normpath(os.path.join(run_dir, load_info.get("obj_dir") or "."))
+            size = path_size(os.path.join(obj_dir, type_info.file_name(name)))
+        metas[name] = ObjectMeta(type_name, size)
+    return metas
+
+
+def path_size(path: str) -> Optional[int]:
+    """Bytes in a file, or in all files under a directory; None if there is nothing at ``path``."""
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    if not os.path.isdir(path):
+        return stat.st_size
+    total = 0
+    for folder, _dirs, files in os.walk(path):
+        for file_name in files:
+            try:
+                total += os.stat(os.path.join(folder, file_name)).st_size
+            except FileNotFoundError:
+                pass
+    return total

@@ -390,7 +390,10 @@ class MongoDBStore(ResultsStore):
     def task_names(self) -> List[str]:
         """The tasks with runs in the collection, sorted."""
         with self._guard("listing the tasks"):
-            return sorted(self._collections().runs.distinct("task", {"stored": True}))
+            runs = self._collections().runs
+            if not runs.database.list_collection_names(filter={"name": self.collection_name}):
+                return []  # (asking a missing collection would create it on some servers)
+            return sorted(runs.distinct("task", {"stored": True}))
 
     def runs(self, task_name: str) -> Iterator[RunRecord]:
         """The task's runs in the order of their sweep counters, read without their objects (whose

@@ -3,6 +3,7 @@ command that needs a flow)."""
 
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 from typing import Any
@@ -36,6 +37,15 @@ def _import(module: str) -> Any:
         raise
 
 
+def _required_parameters(fn: Any) -> list:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: call it and see
+        return []
+    return [p.name for p in parameters if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD,
+                                                                               p.KEYWORD_ONLY)]
+
+
 def load_flow(target: str) -> Any:
     """The Flow that ``MODULE:OBJECT`` names; OBJECT may be a function that returns one (called
     without arguments). CliError for a malformed target or anything that is not a Flow."""
@@ -51,6 +61,10 @@ def load_flow(target: str) -> Any:
             raise CliError(f"{module_name} has no {attribute!r}; it has: {', '.join(names) or 'nothing public'}.")
         value = getattr(value, part)
     if callable(value) and not isinstance(value, Flow):
+        required = _required_parameters(value)
+        if required:
+            raise CliError(f"{target} needs arguments ({', '.join(required)}); name a Flow, or a function that "
+                           f"returns one without arguments.")
         value = value()
     if not isinstance(value, Flow):
         raise CliError(f"{target} is a {type(value).__name__}, not a Flow or a function that returns one.")

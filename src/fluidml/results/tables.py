@@ -135,9 +135,9 @@ def _load_objects(runs: List[Row], task_name: str, objects: Optional[Sequence[st
     for run in runs:
         for name in (objects if explicit else _auto_choice(run)):  # type: ignore[union-attr]
             meta = run.metas.get(name)
-            if meta is None and (run.metas or run.in_memory):
+            if meta is None:
                 continue  # the run did not save it
-            size = meta.size if meta is not None else None
+            size = meta.size
             if size is not None and max_object_size is not None and size > max_object_size:
                 if explicit:
                     raise ValueError(f'The object "{name}" of run {run.info["run"]} of task "{task_name}" is {size} '
@@ -147,8 +147,7 @@ def _load_objects(runs: List[Row], task_name: str, objects: Optional[Sequence[st
                 value = run.load(name)
             except (ImportError, AttributeError) if not explicit else ():
                 continue  # a class this process cannot import: not a number, string or dict of them
-            if meta is not None or value is not None:
-                saved_somewhere.add(name)
+            saved_somewhere.add(name)
             cells = _flatten(name, value)
             if cells is None and explicit:
                 raise ValueError(f'The object "{name}" of run {run.info["run"] or run.info["unique_name"]} of task '
@@ -226,13 +225,20 @@ def _sorted(runs: List[Row], sort: str, ascending: bool, names: ConfigNames, obj
     return present + [run for run in runs if value(run) is None]
 
 
+def _identity(value: Any) -> Any:
+    """What makes two config values the same value (1 and True differ, as in the config's JSON)."""
+    if value is _MISSING or value is None or type(value) in (str, int, float, bool):
+        return type(value), value
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
 def _assemble(task_name: str, runs: List[Row], names: ConfigNames, objects: Dict[str, str]) -> SweepRows:
     info = [c for c in INFO_COLUMNS if not runs or any(run.info[c] is not None for run in runs)]
     config, constants = [], {}
     for column in names.full:
         values = [run.config.get(column, _MISSING) for run in runs]
-        distinct = {json.dumps(v, sort_keys=True, default=repr) if v is not _MISSING else "" for v in values}
-        if len(distinct) > 1:
+        first = _identity(values[0]) if values else None
+        if any(_identity(value) != first for value in values):
             config.append(column)
         elif values and values[0] is not _MISSING:
             constants[names.shown[column]] = values[0]

@@ -6,16 +6,16 @@ or a store written by fluidml 0.3.4, changes nothing in it. Small files are read
 calls: listing 10 000 runs reads 20 000 of them.
 """
 
-import functools
 import json
 import logging
 import os
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+import stat
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from fluidml.storage._runindex import CONFIG_FILE, META_DIR, split_run_dir_name
 from fluidml.storage.base import DeferredObjects, ObjectMeta, RunRecord
 
-__all__ = ["list_runs", "list_task_names", "object_metas", "read_json"]
+__all__ = ["deferred_objects", "list_runs", "list_task_names", "path_size", "read_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _holds_a_run(task_dir: str) -> bool:
 
 def _read_part(run_dir: str, file_name: str, what: str) -> Optional[Any]:
     """A run's JSON file, or None if it is missing or unreadable (with a warning naming it)."""
-    path = os.path.join(run_dir, file_name)
+    path = f"{run_dir}{os.sep}{file_name}"
     try:
         return read_json(path)
     except FileNotFoundError:
@@ -81,49 +81,57 @@ def _read_part(run_dir: str, file_name: str, what: str) -> Optional[Any]:
 
 
 def list_runs(task_dir: str, task_name: str,
-              metas: Callable[[str, Optional[Dict]], Dict[str, ObjectMeta]]) -> Iterator[RunRecord]:
+              objects_of: Callable[[str, Optional[Dict]], Mapping[str, ObjectMeta]]) -> Iterator[RunRecord]:
     """A RunRecord per run directory of the task that has a config (a directory still being created has
-    none yet and is left out); ``metas(run_dir, info)`` gives its objects when they are first looked at."""
+    none yet and is left out); ``objects_of(run_dir, info)`` gives its objects."""
     for name in _run_dir_names(task_dir):
-        run_dir = os.path.join(task_dir, name)
+        run_dir = f"{task_dir}{os.sep}{name}"
         config = _read_part(run_dir, CONFIG_FILE, "config")
         if not isinstance(config, dict):
             continue
         info = _read_part(run_dir, INFO_FILE, "info")
         info = info if isinstance(info, dict) else None
-        yield RunRecord(task_name, name, config, info, DeferredObjects(functools.partial(metas, run_dir, info)),
-                        run_dir)
+        yield RunRecord(task_name, name, config, info, objects_of(run_dir, info), run_dir)
 
 
-def object_metas(run_dir: str, read_load_info: Callable[[str, str], Optional[Dict]],
-                 registry: Dict[str, Any]) -> Dict[str, ObjectMeta]:
-    """Type and size of each object in the run's registry, read from the original layout's load-info
-    files; the size is None where the file is missing or its type is not registered here."""
-    names = _read_part(os.path.join(run_dir, META_DIR), REGISTRY_FILE, "registry of saved results")
-    metas: Dict[str, ObjectMeta] = {}
-    for name in names if isinstance(names, list) else []:
-        load_info = read_load_info(run_dir, name)
-        if load_info is None:
-            metas[name] = ObjectMeta(None, None)
-            continue
-        type_name = load_info.get("type_") or "pickle"
-        type_info = registry.get(type_name)
-        size = None
-        if type_info is not None:
-            obj_dir = os.path.normpath(os.path.join(run_dir, load_info.get("obj_dir") or "."))
-            size = path_size(os.path.join(obj_dir, type_info.file_name(name)))
-        metas[name] = ObjectMeta(type_name, size)
-    return metas
+def deferred_objects(run_dir: str, read_load_info: Callable[[str, str], Optional[Dict]],
+                     registry: Dict[str, Any]) -> DeferredObjects:
+    """The objects of a run in the original layout, read when first looked at: the names from its
+    registry, type and size of each from its load-info file and its file (one name alone reads only
+    that object's)."""
+    def one(name: str) -> Optional[ObjectMeta]:
+        return _object_meta(run_dir, name, read_load_info(run_dir, name), registry)
+
+    def every() -> Dict[str, ObjectMeta]:
+        names = _read_part(os.path.join(run_dir, META_DIR), REGISTRY_FILE, "registry of saved results")
+        metas = {name: one(name) for name in (names if isinstance(names, list) else [])}
+        return {name: meta or ObjectMeta(None, None) for name, meta in metas.items()}
+
+    return DeferredObjects(every, one)
+
+
+def _object_meta(run_dir: str, name: str, load_info: Optional[Dict], registry: Dict[str, Any]) -> Optional[ObjectMeta]:
+    """Type and size of one object from its load info (None without one); the size is None where
+    the file is missing or its type is not registered here."""
+    if load_info is None:
+        return None
+    type_name = load_info.get("type_") or "pickle"
+    type_info = registry.get(type_name)
+    size = None
+    if type_info is not None:
+        obj_dir = os.path.normpath(os.path.join(run_dir, load_info.get("obj_dir") or "."))
+        size = path_size(os.path.join(obj_dir, type_info.file_name(name)))
+    return ObjectMeta(type_name, size)
 
 
 def path_size(path: str) -> Optional[int]:
     """Bytes in a file, or in all files under a directory; None if there is nothing at ``path``."""
     try:
-        stat = os.stat(path)
+        mode = os.stat(path)
     except FileNotFoundError:
         return None
-    if not os.path.isdir(path):
-        return stat.st_size
+    if not stat.S_ISDIR(mode.st_mode):
+        return mode.st_size
     total = 0
     for folder, _dirs, files in os.walk(path):
         for file_name in files:

@@ -66,11 +66,14 @@ class ObjectMeta:
 
 
 class DeferredObjects(Mapping):
-    """A run's ``{name: ObjectMeta}``, read on first access: listing runs stays cheap for callers
-    that never look at the objects."""
+    """A run's ``{name: ObjectMeta}``, read on first access (listing runs stays cheap for callers
+    that never look at the objects). With ``read_one``, looking up one name reads only that
+    object's metadata (None: the run has no such object)."""
 
-    def __init__(self, read: Callable[[], Dict[str, ObjectMeta]]):
+    def __init__(self, read: Callable[[], Dict[str, ObjectMeta]],
+                 read_one: Optional[Callable[[str], Optional[ObjectMeta]]] = None):
         self._read: Optional[Callable[[], Dict[str, ObjectMeta]]] = read
+        self._read_one = read_one
         self._objects: Dict[str, ObjectMeta] = {}
 
     def _loaded(self) -> Dict[str, ObjectMeta]:
@@ -79,6 +82,11 @@ class DeferredObjects(Mapping):
         return self._objects
 
     def __getitem__(self, name: str) -> ObjectMeta:
+        if self._read is not None and self._read_one is not None:
+            meta = self._read_one(name)
+            if meta is None:
+                raise KeyError(name)
+            return meta
         return self._loaded()[name]
 
     def __iter__(self) -> Iterator[str]:

@@ -15,14 +15,14 @@ import json
 import logging
 import os
 import pickle
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from fluidml.config import config_digest
 from fluidml.exception import ResultsStoreError
 from fluidml.storage._filetypes import (
     File, FilePromise, TypeInfo, builtin_types, remove_path, replace_into_place, temp_path, write_atomic,
 )
-from fluidml.storage._file_runs import list_runs, list_task_names, object_metas
+from fluidml.storage._file_runs import deferred_objects, list_runs, list_task_names
 from fluidml.storage._runindex import META_DIR, RunIndex
 from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, ObjectMeta, ResultsStore, RunRecord, StoreContext
 
@@ -139,16 +139,16 @@ class LocalFileStore(ResultsStore):
     def runs(self, task_name: str) -> Iterator[RunRecord]:
         """The task's runs in the order of their directory names (each read from its directory: its
         config.json and fluidml_info.json; object types and sizes on first access). Nothing is written."""
-        return list_runs(self._task_dir(task_name), task_name, self._object_metas)
+        return list_runs(self._task_dir(task_name), task_name, self._objects_of)
 
-    def _object_metas(self, run_dir: str, info: Optional[Dict]) -> Dict[str, ObjectMeta]:
+    def _objects_of(self, run_dir: str, info: Optional[Dict]) -> Mapping[str, ObjectMeta]:
         """Type and size of each object the run saved: from the info where it lists them (format 2),
-        else from the registry and load-info files of the original layout."""
+        else from the registry and load-info files of the original layout (when first looked at)."""
         extra = info.get("fluidml") if isinstance(info, dict) else None
         objects = extra.get("objects") if isinstance(extra, dict) else None
         if isinstance(objects, dict):
             return {name: ObjectMeta(entry.get("type"), entry.get("size")) for name, entry in objects.items()}
-        return object_metas(run_dir, self._read_load_info, self.type_registry)
+        return deferred_objects(run_dir, self._read_load_info, self.type_registry)
 
     def stored_configs(self, task_name: str) -> Iterator[Dict]:
         """The unique configs of the task's runs (read from their config.json files)."""

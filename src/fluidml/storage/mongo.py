@@ -408,7 +408,9 @@ class MongoDBStore(ResultsStore):
         for doc in sorted(docs, key=lambda d: _counter_order(d.get("sweep_counter"))):
             info = doc["info"] if isinstance(doc["info"], dict) else None
             yield RunRecord(task_name, str((info or {}).get("id") or doc.get("sweep_counter")),
-                            dict(doc.get("config") or {}), info, DeferredObjects(functools.partial(self._object_metas, doc["_id"])),
+                            dict(doc.get("config") or {}), info,
+                            DeferredObjects(functools.partial(self._object_metas, doc["_id"]),
+                                            functools.partial(self._object_meta, doc["_id"])),
                             f'{self.db}/{self.collection_name}/{doc["_id"]}')
 
     def _object_metas(self, doc_id: Any) -> Dict[str, ObjectMeta]:
@@ -416,6 +418,12 @@ class MongoDBStore(ResultsStore):
         with self._guard("reading the objects of a run"):
             doc = self._collections().runs.find_one({"_id": doc_id}) or {}
         return {name: ObjectMeta("pickle", entry_size(doc.get(_field(name)))) for name in doc.get("saved") or []}
+
+    def _object_meta(self, doc_id: Any, name: str) -> Optional[ObjectMeta]:
+        """Type and size of one object of the run, None if its registry does not list it."""
+        with self._guard("reading an object of a run", name=name):
+            doc = self._collections().runs.find_one({"_id": doc_id, "saved": name}, {_field(name): 1})
+        return None if doc is None else ObjectMeta("pickle", entry_size(doc.get(_field(name))))
 
     def stored_configs(self, task_name: str) -> Iterable[Dict]:
         """The unique configs of the task's runs that hold objects."""

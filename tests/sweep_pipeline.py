@@ -15,6 +15,19 @@ from fluidml import Flow, TaskSpec
 from fluidml.storage import LocalFileStore, Sweep
 
 
+#: evaluate's sweep table after one run of the flow (named "exp", in this process), without times.
+EVALUATE_ROWS = [
+    {"run": "exp-000", "state": "finished", "unique_name": "evaluate-1", "hash": "de0rz21f",
+     "config.Featurize.n": 16, "config.train.C": 0.1, "accuracy": 0.26, "metrics.f1": 0.13, "metrics.loss": 0.87},
+    {"run": "exp-001", "state": "finished", "unique_name": "evaluate-2", "hash": "3at5pkh2",
+     "config.Featurize.n": 16, "config.train.C": 1.0, "accuracy": 1.16, "metrics.f1": 0.58, "metrics.loss": 0.42},
+    {"run": "exp-002", "state": "finished", "unique_name": "evaluate-3", "hash": "3clzm2ki",
+     "config.Featurize.n": 32, "config.train.C": 0.1, "accuracy": 0.42, "metrics.f1": 0.21, "metrics.loss": 0.79},
+    {"run": "exp-003", "state": "finished", "unique_name": "evaluate-4", "hash": "6rgsx4sp",
+     "config.Featurize.n": 32, "config.train.C": 1.0, "accuracy": 1.32, "metrics.f1": 0.66, "metrics.loss": 0.34},
+]
+
+
 def featurize(n: int, task):
     task.save(list(range(n)), "features")
 

@@ -17,7 +17,7 @@ import pytest
 
 from fluidml.storage import LocalFileStore
 from mongo_server import free_port, mongo_db_name
-from sweep_pipeline import make_flow
+from sweep_pipeline import EVALUATE_ROWS, make_flow
 
 TESTS = Path(__file__).resolve().parent
 SCRIPT = shutil.which("fluidml", path=os.path.dirname(sys.executable))
@@ -115,16 +115,7 @@ def test_compare_prints_the_sweep_table(grid):
     """`compare` shows the varying config and the small results; --sort, --ascending, --where,
     --metric and every --format work on the printed column names."""
     rows = as_json("compare", grid, "evaluate", "--sort", "accuracy")
-    assert without_times(rows) == [
-        {"run": "exp-003", "state": "finished", "unique_name": "evaluate-4", "hash": "6rgsx4sp",
-         "config.Featurize.n": 32, "config.train.C": 1.0, "accuracy": 1.32, "metrics.f1": 0.66, "metrics.loss": 0.34},
-        {"run": "exp-001", "state": "finished", "unique_name": "evaluate-2", "hash": "3at5pkh2",
-         "config.Featurize.n": 16, "config.train.C": 1.0, "accuracy": 1.16, "metrics.f1": 0.58, "metrics.loss": 0.42},
-        {"run": "exp-002", "state": "finished", "unique_name": "evaluate-3", "hash": "3clzm2ki",
-         "config.Featurize.n": 32, "config.train.C": 0.1, "accuracy": 0.42, "metrics.f1": 0.21, "metrics.loss": 0.79},
-        {"run": "exp-000", "state": "finished", "unique_name": "evaluate-1", "hash": "de0rz21f",
-         "config.Featurize.n": 16, "config.train.C": 0.1, "accuracy": 0.26, "metrics.f1": 0.13, "metrics.loss": 0.87},
-    ]
+    assert without_times(rows) == sorted(EVALUATE_ROWS, key=lambda row: row["accuracy"], reverse=True)
     assert isinstance(rows[0]["duration"], float) and rows[0]["started"].startswith("20")
     losses = as_json("compare", grid, "evaluate", "--metric", "metrics", "--sort", "metrics.loss", "--ascending",
                      "--where", "config.train.C=1.0")

@@ -13,7 +13,7 @@ import fluidml
 from fluidml.exception import UnknownNameError
 from fluidml.results import sweep_rows, sweep_table
 from fluidml.storage import InMemoryStore, LocalFileStore, MongoDBStore, open_store
-from sweep_pipeline import make_flow
+from sweep_pipeline import EVALUATE_ROWS, make_flow
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 INFO = ["run", "state", "started", "duration", "unique_name", "hash"]
@@ -47,16 +47,7 @@ def test_columns_and_values_of_a_task_with_an_ancestor(grid_store):
     assert table.columns == [*INFO, "config.Featurize.n", "config.train.C", "accuracy", "metrics.f1", "metrics.loss"]
     assert table.constants == {"config.train.seed": 42}
     rows = [{k: v for k, v in row.items() if k not in ("started", "duration")} for row in table.rows]
-    assert rows == [
-        {"run": "exp-000", "state": "finished", "unique_name": "evaluate-1", "hash": "de0rz21f",
-         "config.Featurize.n": 16, "config.train.C": 0.1, "accuracy": 0.26, "metrics.f1": 0.13, "metrics.loss": 0.87},
-        {"run": "exp-001", "state": "finished", "unique_name": "evaluate-2", "hash": "3at5pkh2",
-         "config.Featurize.n": 16, "config.train.C": 1.0, "accuracy": 1.16, "metrics.f1": 0.58, "metrics.loss": 0.42},
-        {"run": "exp-002", "state": "finished", "unique_name": "evaluate-3", "hash": "3clzm2ki",
-         "config.Featurize.n": 32, "config.train.C": 0.1, "accuracy": 0.42, "metrics.f1": 0.21, "metrics.loss": 0.79},
-        {"run": "exp-003", "state": "finished", "unique_name": "evaluate-4", "hash": "6rgsx4sp",
-         "config.Featurize.n": 32, "config.train.C": 1.0, "accuracy": 1.32, "metrics.f1": 0.66, "metrics.loss": 0.34},
-    ]
+    assert rows == EVALUATE_ROWS
     for row in table.rows:
         assert isinstance(row["started"], datetime.datetime) and 0 <= row["duration"] < 60
 
@@ -233,3 +224,12 @@ def test_table_of_a_store_written_by_the_original(tmp_path):
         ("orig-000", "finished", 3, 1, 14), ("orig-001", "finished", 4, 1, 15), ("orig-002", "finished", 3, 2, 25),
         ("orig-003", "finished", 4, 2, 26)]
     assert sorted((str(p), p.stat().st_mtime_ns) for p in target.rglob("*")) == before
+
+
+def test_stored_durations_are_read_as_seconds():
+    """Durations as TaskInfo stores them (ISO 8601) and as numbers become seconds; anything else None."""
+    from fluidml.results import duration_seconds
+
+    assert [duration_seconds(v) for v in ("PT0.000692S", "P1DT2H3.5S", "PT2M", "-PT1S", 3, "soon", None)] == [
+        0.000692, 93603.5, 120.0, -1.0, 3.0, None, None]
+    assert duration_seconds(datetime.timedelta(minutes=1)) == 60.0

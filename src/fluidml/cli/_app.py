@@ -64,8 +64,8 @@ def open_target(target: str, db: Optional[str], collection: Optional[str], writa
     except ValueError as error:
         raise CliError(str(error)) from None
     if not store.task_names():
-        where = f'database "{store.db}", collection "{store.collection_name}" at {redacted(target)}' \
-            if is_uri else target
+        where = (f'database "{getattr(store, "db", "?")}", collection "{getattr(store, "collection_name", "?")}" '
+                 f"at {redacted(target)}") if is_uri else target
         raise CliError(f"No runs in the store {where}: it holds no task runs. Check the "
                        f"{'--db and --collection' if is_uri else 'path'}.")
     return store

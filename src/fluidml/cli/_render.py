@@ -26,17 +26,15 @@ def size_text(size: Optional[int]) -> str:
 
 
 def duration_text(seconds: float) -> str:
-    """A duration for people: ``371 µs``, ``12.3 ms``, ``4.56 s``, ``3m 20s``, ``2h 03m``."""
+    """A duration for people: ``371 µs``, ``12.3 ms``, then as the run summary writes them (``4.56s``,
+    ``3m 20s``)."""
     if seconds < 1e-3:
         return f"{seconds * 1e6:.0f} µs"
     if seconds < 1:
         return f"{seconds * 1e3:.1f} ms"
-    if seconds < 60:
-        return f"{seconds:.2f} s"
-    minutes, rest = divmod(int(round(seconds)), 60)
-    if minutes < 60:
-        return f"{minutes}m {rest:02d}s"
-    return f"{minutes // 60}h {minutes % 60:02d}m"
+    from fluidml.progress import format_duration
+
+    return format_duration(seconds)
 
 
 def cell_text(column: str, value: Any) -> str:

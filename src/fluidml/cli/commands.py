@@ -141,7 +141,7 @@ def show(store: str, db: Optional[str], collection: Optional[str], task: str, ru
       fluidml show fluidml-results evaluate exp-1-003
       fluidml show fluidml-results evaluate 3at5 --object accuracy
     """
-    from fluidml.results import find_run, run_hash, run_state
+    from fluidml.results import find_run, run_extras, run_hash, run_state
 
     opened = open_target(store, db, collection)
     record = find_run(opened, task, run)
@@ -149,7 +149,7 @@ def show(store: str, db: Optional[str], collection: Optional[str], task: str, ru
         _print_object(opened, record, object_name)
         return
     info = record.info or {}
-    extra = info.get("fluidml") if isinstance(info.get("fluidml"), dict) else {}
+    extra = run_extras(info)
     facts = [("task", task), ("run", record.run_id), ("state", run_state(record)), ("hash", run_hash(record)),
              ("unique name", extra.get("unique_name")), ("started", _time(info.get("started"))),
              ("ended", _time(info.get("ended"))), ("duration", _duration(info.get("duration"))),

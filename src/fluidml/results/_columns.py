@@ -12,8 +12,8 @@ from fluidml.exception import UnknownNameError
 from fluidml.storage.base import ObjectMeta, ResultsStore, RunRecord
 
 __all__ = [
-    "INFO_COLUMNS", "ConfigNames", "Row", "cell", "duration_seconds", "filter_rows", "matches", "rows_of", "run_hash",
-    "run_state", "unknown_column",
+    "INFO_COLUMNS", "ConfigNames", "Row", "cell", "duration_seconds", "filter_rows", "matches", "rows_of", "run_extras",
+    "run_hash", "run_state", "unknown_column",
 ]
 
 #: The columns that describe a run, in the order they are shown.
@@ -38,6 +38,12 @@ def run_state(record: RunRecord) -> str:
     (it is running, or its process died)."""
     state = (record.info or {}).get("state")
     return str(state) if state else "running"
+
+
+def run_extras(info: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
+    """The ``"fluidml"`` dict of a stored info (unique name, host, pid, worker, error), ``{}`` if it has none."""
+    extra = info.get("fluidml") if isinstance(info, Mapping) else None
+    return extra if isinstance(extra, dict) else {}
 
 
 def run_hash(record: RunRecord) -> str:
@@ -72,7 +78,7 @@ def rows_of(source: Any, task_name: str) -> List[Row]:
 
 def _stored_row(store: ResultsStore, record: RunRecord) -> Row:
     info = record.info or {}
-    extra = info.get("fluidml") if isinstance(info.get("fluidml"), dict) else {}
+    extra = run_extras(info)
     started = info.get("started")
     values = {
         "run": record.run_id, "state": run_state(record),
@@ -114,7 +120,7 @@ def duration_seconds(value: Any) -> Optional[float]:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, datetime.timedelta):
-        return value.totalduration_seconds()
+        return value.total_seconds()
     match = _DURATION.match(value) if isinstance(value, str) else None
     if match is None:
         return None

@@ -38,13 +38,13 @@ def read_json(path: str) -> Any:
     return json.loads(b"".join(chunks))
 
 
-def _run_dir_names(task_dir: str) -> List[str]:
+def _subdirs(path: str) -> List[str]:
+    """The names of the directories in ``path`` that do not start with a dot (none if it is not there)."""
     try:
-        with os.scandir(task_dir) as entries:
-            names = [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
+        with os.scandir(path) as entries:
+            return [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(names, key=_run_order)
 
 
 def _run_order(name: str) -> Tuple[str, int]:
@@ -54,18 +54,11 @@ def _run_order(name: str) -> Tuple[str, int]:
 
 def list_task_names(base_dir: str) -> List[str]:
     """The task directories of the store that hold at least one run (a directory with a config.json)."""
-    try:
-        with os.scandir(base_dir) as entries:
-            candidates = [e.name for e in entries if not e.name.startswith(".") and e.is_dir()]
-    except (FileNotFoundError, NotADirectoryError):
-        return []
-    return sorted(name for name in candidates if _holds_a_run(os.path.join(base_dir, name)))
+    return sorted(name for name in _subdirs(base_dir) if _holds_a_run(os.path.join(base_dir, name)))
 
 
 def _holds_a_run(task_dir: str) -> bool:
-    with os.scandir(task_dir) as entries:
-        return any(not e.name.startswith(".") and e.is_dir() and os.path.exists(os.path.join(e.path, CONFIG_FILE))
-                   for e in entries)
+    return any(os.path.exists(os.path.join(task_dir, name, CONFIG_FILE)) for name in _subdirs(task_dir))
 
 
 def _read_part(run_dir: str, file_name: str, what: str) -> Optional[Any]:
@@ -84,7 +77,7 @@ def list_runs(task_dir: str, task_name: str,
               objects_of: Callable[[str, Optional[Dict]], Mapping[str, ObjectMeta]]) -> Iterator[RunRecord]:
     """A RunRecord per run directory of the task that has a config (a directory still being created has
     none yet and is left out); ``objects_of(run_dir, info)`` gives its objects."""
-    for name in _run_dir_names(task_dir):
+    for name in sorted(_subdirs(task_dir), key=_run_order):
         run_dir = f"{task_dir}{os.sep}{name}"
         config = _read_part(run_dir, CONFIG_FILE, "config")
         if not isinstance(config, dict):

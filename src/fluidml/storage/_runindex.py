@@ -219,8 +219,8 @@ class RunIndex:
                 known.add(digest)
                 changes.append((digest, dir_name))
             if changes and self.read_only:
-                for digest, dir_name in changes:
-                    runs.apply(digest, dir_name)
+                for change in changes:
+                    runs.apply(*change)
             elif changes:
                 self._append(task_name, runs, changes)
         return runs

@@ -5,17 +5,15 @@ input gathering, the user's ``__init__`` and ``run()``, the ``TaskInfo`` bookkee
 
 import datetime
 import logging
-import multiprocessing
 import os
 import re
-import socket
-import sys
 import traceback
 import typing
 from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from fluidml._metadict import MetaDict
+from fluidml._provenance import run_extras
 from fluidml.config import copy_json
 from fluidml.exception import TaskResultKeyAlreadyExists, TaskResultObjectMissing
 from fluidml.storage.base import TASK_INFO, LazySweep, Promise, ResultsStore, Sweep
@@ -209,7 +207,7 @@ def _merged_history(task: Task, predecessors: Sequence[PredecessorRef]) -> RunHi
 def info_record(task: Task, store: ResultsStore, error: Optional[BaseException] = None,
                 trace: Optional[str] = None) -> Dict[str, Any]:
     """The task's ``TaskInfo`` as the dict stores keep (``fluidml_info``), with the run's extra data
-    under ``"fluidml"`` (see ``run_extras``).
+    under ``"fluidml"`` (``_provenance.run_extras``: unique name, host, pid, worker, version, error).
 
     Built without validating (the values are the driver's own). ``run_history`` stays shared for
     stores that keep Python objects as they are (``store.keeps_objects``); others get a plain dict.
@@ -223,32 +221,6 @@ def info_record(task: Task, store: ResultsStore, error: Optional[BaseException] 
     info["run_history"] = history if store.keeps_objects else plain_history(history)
     info["fluidml"] = run_extras(task, error, trace)
     return info
-
-
-def run_extras(task: Task, error: Optional[BaseException], trace: Optional[str]) -> Dict[str, Any]:
-    """What a run records beyond ``TaskInfo``: its unique name, where it ran (host, pid, worker),
-    the fluidml version, and the error with its traceback if it failed or was killed."""
-    from fluidml import __version__
-
-    extras: Dict[str, Any] = {"unique_name": task.unique_name, "host": socket.gethostname(), "pid": os.getpid(),
-                              "worker": _worker_label(), "version": __version__}
-    if error is not None:
-        kind = type(error)
-        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-        extras["error"] = {"type": name, "message": str(error), "traceback": trace}
-    return extras
-
-
-def _worker_label() -> str:
-    """``"worker-N"`` in a process-pool worker, ``"ray"`` in a Ray worker, else ``"main"``."""
-    name = multiprocessing.current_process().name
-    if name != "MainProcess":
-        return name
-    ray = sys.modules.get("ray")
-    worker = getattr(getattr(getattr(ray, "_private", None), "worker", None), "global_worker", None)
-    if worker is not None and getattr(worker, "mode", None) == getattr(ray, "WORKER_MODE", object()):
-        return "ray"
-    return "main"
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from fluidml.config import config_hash
+from fluidml.config import config_hash, hashed_config
 from fluidml.exception import UnknownNameError
 from fluidml.storage.base import ObjectMeta, ResultsStore, RunRecord
 
@@ -87,8 +87,12 @@ def _stored_row(store: ResultsStore, record: RunRecord) -> Row:
         "hash": run_hash(record),
     }
 
+    hashed: List[Dict[str, Any]] = []  # the config with its digest, made once for all of the row's loads
+
     def load(name: str) -> Any:
-        return store.load(name, record.task_name, record.unique_config)
+        if not hashed:
+            hashed.append(hashed_config(record.unique_config))
+        return store.load(name, record.task_name, hashed[0])
 
     return Row(values, _config_cells(record.unique_config), record.objects, load, record=record)
 

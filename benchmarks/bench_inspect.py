@@ -4,9 +4,12 @@ with flow.run(). Then, timed as a user waits for them (a fresh `fluidml` process
 included): `fluidml --help`, `fluidml ls STORE`, `fluidml ls STORE train` and
 `fluidml compare STORE train --sort accuracy` (tables of 100 rows), and the same compare printing
 every row as CSV; in this process, `fluidml.results.sweep_rows` over all runs, recording the size of
-every object it loads (from the store's own listing)."""
+every object it loads (from the store's own listing). Each command also reports the CPU time
+(user + system) of its process: on a busy machine the wall time grows with the load, the CPU time
+does not."""
 
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -45,11 +48,14 @@ def command() -> list:
     return [script] if os.path.exists(script) else [sys.executable, "-c", "from fluidml.cli import main; main()"]
 
 
-def run_cli(*args: str) -> float:
+def run_cli(*args: str) -> tuple:
+    """(wall seconds, CPU seconds of the process) of one `fluidml` command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     seconds, done = timed(subprocess.run, [*command(), *args], capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
         raise RuntimeError(f"fluidml {' '.join(args)} failed: {done.stderr}")
-    return seconds
+    return seconds, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -59,14 +65,16 @@ def main() -> None:
         flow = Flow([TaskSpec(task=train, config={"x": list(range(args.size))}, expand="product")])
         flow.run(num_workers=1, run_name="bench", results_store=LocalFileStore(base_dir), progress=False)
 
+        commands = {
+            "help": ["--help"], "ls_tasks": ["ls", base_dir], "ls": ["ls", base_dir, "train"],
+            "compare": ["compare", base_dir, "train", "--sort", "accuracy"],
+            "compare_csv": ["compare", base_dir, "train", "--sort", "accuracy", "--format", "csv"],
+        }
+
         def trial():
-            timings = {
-                "help_seconds": run_cli("--help"),
-                "ls_tasks_seconds": run_cli("ls", base_dir),
-                "ls_seconds": run_cli("ls", base_dir, "train"),
-                "compare_seconds": run_cli("compare", base_dir, "train", "--sort", "accuracy"),
-                "compare_csv_seconds": run_cli("compare", base_dir, "train", "--sort", "accuracy", "--format", "csv"),
-            }
+            timings = {}
+            for name, cli_args in commands.items():
+                timings[f"{name}_seconds"], timings[f"{name}_cpu_seconds"] = run_cli(*cli_args)
             store = RecordingStore(base_dir)
             timings["table_seconds"], table = timed(sweep_rows, store, "train", sort="accuracy")
             largest = max(size for size in store.loaded if size is not None)

@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 from fluidml.storage._runindex import CONFIG_FILE, META_DIR, split_run_dir_name
 from fluidml.storage.base import DeferredObjects, ObjectMeta, RunRecord
 
-__all__ = ["deferred_objects", "list_runs", "list_task_names", "path_size", "read_json"]
+__all__ = ["deferred_objects", "list_runs", "list_task_names", "path_size", "read_bytes", "read_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,19 +23,23 @@ INFO_FILE = "fluidml_info.json"
 REGISTRY_FILE = ".saved_results.json"
 
 
-def read_json(path: str) -> Any:
-    """The JSON value in a small file (FileNotFoundError if there is none, ValueError if it is not JSON)."""
+def read_bytes(path: str) -> bytes:
+    """The bytes of a small file, read with plain ``os`` calls (FileNotFoundError if there is none)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         chunks = []
         while True:
             chunk = os.read(fd, 1 << 16)
             if not chunk:
-                break
+                return b"".join(chunks)
             chunks.append(chunk)
     finally:
         os.close(fd)
-    return json.loads(b"".join(chunks))
+
+
+def read_json(path: str) -> Any:
+    """The JSON value in a small file (FileNotFoundError if there is none, ValueError if it is not JSON)."""
+    return json.loads(read_bytes(path))
 
 
 def _subdirs(path: str) -> List[str]:
@@ -96,7 +100,7 @@ def deferred_objects(run_dir: str, read_load_info: Callable[[str, str], Optional
         return _object_meta(run_dir, name, read_load_info(run_dir, name), registry)
 
     def every() -> Dict[str, ObjectMeta]:
-        names = _read_part(os.path.join(run_dir, META_DIR), REGISTRY_FILE, "registry of saved results")
+        names = _read_part(f"{run_dir}{os.sep}{META_DIR}", REGISTRY_FILE, "registry of saved results")
         metas = {name: one(name) for name in (names if isinstance(names, list) else [])}
         return {name: meta or ObjectMeta(None, None) for name, meta in metas.items()}
 
@@ -112,8 +116,9 @@ def _object_meta(run_dir: str, name: str, load_info: Optional[Dict], registry: D
     type_info = registry.get(type_name)
     size = None
     if type_info is not None:
-        obj_dir = os.path.normpath(os.path.join(run_dir, load_info.get("obj_dir") or "."))
-        size = path_size(os.path.join(obj_dir, type_info.file_name(name)))
+        obj_dir = load_info.get("obj_dir") or "."
+        obj_dir = run_dir if obj_dir == "." else os.path.normpath(os.path.join(run_dir, obj_dir))
+        size = path_size(f"{obj_dir}{os.sep}{type_info.file_name(name)}")
     return ObjectMeta(type_name, size)
 
 

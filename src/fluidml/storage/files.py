@@ -22,7 +22,7 @@ from fluidml.exception import ResultsStoreError
 from fluidml.storage._filetypes import (
     File, FilePromise, TypeInfo, builtin_types, remove_path, replace_into_place, temp_path, write_atomic,
 )
-from fluidml.storage._file_runs import deferred_objects, list_runs, list_task_names
+from fluidml.storage._file_runs import deferred_objects, list_runs, list_task_names, read_bytes
 from fluidml.storage._runindex import META_DIR, RunIndex
 from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, ObjectMeta, ResultsStore, RunRecord, StoreContext
 
@@ -170,13 +170,12 @@ class LocalFileStore(ResultsStore):
 
     @staticmethod
     def _load_info_path(run_dir: str, name: str) -> str:
-        return os.path.join(run_dir, META_DIR, f".{name.lstrip('.')}_load_info.p")
+        return f"{run_dir}{os.sep}{META_DIR}{os.sep}.{name.lstrip('.')}_load_info.p"
 
     def _read_load_info(self, run_dir: str, name: str) -> Optional[Dict]:
         path = self._load_info_path(run_dir, name)
         try:
-            with open(path, "rb") as f:
-                info = pickle.load(f)
+            info = pickle.loads(read_bytes(path))  # (plain os reads: listing a store reads thousands)
         except FileNotFoundError:
             return None
         except Exception as error:  # a torn or foreign file: the object cannot be found through it

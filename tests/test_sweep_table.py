@@ -233,3 +233,15 @@ def test_stored_durations_are_read_as_seconds():
     assert [duration_seconds(v) for v in ("PT0.000692S", "P1DT2H3.5S", "PT2M", "-PT1S", 3, "soon", None)] == [
         0.000692, 93603.5, 120.0, -1.0, 3.0, None, None]
     assert duration_seconds(datetime.timedelta(minutes=1)) == 60.0
+
+
+def test_a_limit_loads_the_other_objects_only_for_the_rows_kept(tmp_path):
+    """With limit, the sort column's object is read for every run, the others for the rows kept;
+    which config columns vary is still decided over all runs."""
+    make_flow().run(num_workers=1, run_name="exp", results_store=LocalFileStore(tmp_path), progress=False)
+    store = CountingStore(tmp_path)
+    table = sweep_rows(store, "evaluate", sort="accuracy", limit=2)
+    assert (table.total, [row["unique_name"] for row in table.rows]) == (4, ["evaluate-4", "evaluate-2"])
+    assert [row["config.train.C"] for row in table.rows] == [1.0, 1.0]  # varies over all four runs
+    assert table.columns[-3:] == ["accuracy", "metrics.f1", "metrics.loss"]
+    assert sorted(store.loaded) == [("evaluate", "accuracy")] * 4 + [("evaluate", "metrics")] * 2

@@ -83,31 +83,30 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]], title: Op
     sys.stdout.write(text if terminal else "".join(line.rstrip() + "\n" for line in text.splitlines()))
 
 
-def print_rows(columns: List[str], rows: List[Dict[str, Any]], fmt: str, limit: Optional[int],
+def print_rows(columns: List[str], rows: List[Dict[str, Any]], fmt: str, total: Optional[int] = None,
                title: Optional[str] = None, note: Optional[str] = None) -> None:
-    """Prints table rows in a format of ``FORMATS``; at most ``limit`` rows (None: all), saying how
-    many were left out."""
-    shown = rows if not limit else rows[:limit]
+    """Prints table rows in a format of ``FORMATS``; the table says how many of ``total`` rows it
+    left out."""
     if fmt == "json":
-        print(json.dumps([{c: _plain(row.get(c)) for c in columns} for row in shown], indent=2, default=repr))
+        print(json.dumps([{c: _plain(row.get(c)) for c in columns} for row in rows], indent=2, default=repr))
     elif fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
-        for row in shown:
+        for row in rows:
             writer.writerow(["" if row.get(c) is None else _json_cell(_plain(row.get(c))) for c in columns])
         sys.stdout.write(out.getvalue())
     elif fmt == "markdown":
         print("| " + " | ".join(_md(c) for c in columns) + " |")
         print("|" + "|".join(" --- " for _ in columns) + "|")
-        for row in shown:
+        for row in rows:
             print("| " + " | ".join(_md(cell_text(c, row.get(c))) for c in columns) + " |")
     else:
         caption = note
-        if len(shown) < len(rows):
-            more = f"{len(rows) - len(shown)} more rows not shown (--limit 0 shows all)"
+        if total is not None and total > len(rows):
+            more = f"{total - len(rows)} more rows not shown (--limit 0 shows all)"
             caption = f"{caption}\n{more}" if caption else more
-        print_table(columns, [[cell_text(c, row.get(c)) for c in columns] for row in shown], title, caption)
+        print_table(columns, [[cell_text(c, row.get(c)) for c in columns] for row in rows], title, caption)
 
 
 def _json_cell(value: Any) -> Any:

@@ -77,11 +77,11 @@ def ls(store: str, db: Optional[str], collection: Optional[str], task: Optional[
                         key=lambda s: (STATE_ORDER.index(s) if s in STATE_ORDER else len(STATE_ORDER), s))
         rows = [{"task": name, "runs": sum(c.values()), **{s: c.get(s, 0) for s in states}}
                 for name, c in counts.items()]
-        print_rows(["task", "runs", *states], rows, fmt, _rows_limit(fmt, limit), title=redacted(store))
+        print_rows(["task", "runs", *states], rows[:_rows_limit(fmt, limit)], fmt, len(rows), title=redacted(store))
         return
     table = sweep_rows(opened, task, objects=[], where=parse_where(where), state=list(state), sort=sort,
-                       ascending=ascending)
-    print_rows(table.columns, table.rows, fmt, _rows_limit(fmt, limit), title=f"{task} in {redacted(store)}",
+                       ascending=ascending, limit=_rows_limit(fmt, limit))
+    print_rows(table.columns, table.rows, fmt, table.total, title=f"{task} in {redacted(store)}",
                note=_constants_note(table.constants))
 
 
@@ -118,8 +118,8 @@ def compare(store: str, db: Optional[str], collection: Optional[str], task: str,
 
     opened = open_target(store, db, collection)
     table = sweep_rows(opened, task, objects=list(metrics) or None, where=parse_where(where), state=list(state),
-                       sort=sort, ascending=ascending)
-    print_rows(table.columns, table.rows, fmt, _rows_limit(fmt, limit), title=f"{task} in {redacted(store)}",
+                       sort=sort, ascending=ascending, limit=_rows_limit(fmt, limit))
+    print_rows(table.columns, table.rows, fmt, table.total, title=f"{task} in {redacted(store)}",
                note=_constants_note(table.constants))
 
 

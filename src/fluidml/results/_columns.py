@@ -30,6 +30,7 @@ class Row:
     load: Callable[[str], Any]
     in_memory: bool = False  # values are at hand (flow.run() results): every object may be tried
     values: Dict[str, Any] = field(default_factory=dict)  # object column (without "result.") -> value
+    loaded: set = field(default_factory=set)  # the object names already loaded into values
     record: Optional[RunRecord] = None
 
 

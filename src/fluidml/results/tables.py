@@ -45,12 +45,14 @@ _MISSING = object()
 @dataclass
 class SweepRows:
     """A sweep table without pandas: ``columns`` in order, one dict per row (keys: the columns),
-    and ``constants``, the config columns left out because every row has the same value."""
+    ``constants`` (the config columns left out because every run has the same value) and ``total``,
+    the number of runs that passed the filters (more than ``len(rows)`` when a limit cut the rows)."""
 
     task_name: str
     columns: List[str]
     rows: List[Dict[str, Any]]
     constants: Dict[str, Any] = field(default_factory=dict)
+    total: int = 0
 
 
 def sweep_rows(
@@ -62,6 +64,7 @@ def sweep_rows(
     sort: Optional[str] = None,
     ascending: bool = False,
     max_object_size: Optional[int] = MAX_OBJECT_SIZE,
+    limit: Optional[int] = None,
 ) -> SweepRows:
     """The sweep table of ``task_name`` as plain rows (what ``sweep_table`` puts in a DataFrame).
 
@@ -74,9 +77,14 @@ def sweep_rows(
         sort: Column to order by, highest first (``ascending=True`` for lowest first); rows without
             a value come last. Without it, rows are in the order they started.
         max_object_size: Objects larger than this are never loaded (None: no limit).
+        limit: At most this many rows (after sorting). The objects that ``where`` and ``sort`` name
+            are loaded for every run, the other objects only for the rows kept.
     """
     runs, names, pending = filter_rows(rows_of(source, task_name), task_name, where, state)
-    _load_objects(runs, task_name, objects, max_object_size)
+    referenced = [name for name in [*pending, *([sort] if sort else [])] if names.resolve(name) is None]
+    for name in _object_names(referenced):
+        for run in runs:
+            _load_object(run, name, task_name, max_object_size, explicit=False)
     object_columns = _object_columns(runs, names)
     for name, wanted in pending.items():
         object_column = _object_column(name, object_columns)
@@ -87,7 +95,9 @@ def sweep_rows(
         runs = _sorted(runs, sort, ascending, names, object_columns, task_name)
     else:
         runs.sort(key=lambda run: (run.info["started"] is None, run.info["started"] or datetime.datetime.min))
-    return _assemble(task_name, runs, names, object_columns)
+    kept = runs if limit is None else runs[:limit]
+    _load_objects(kept, runs, task_name, objects, max_object_size)
+    return _assemble(task_name, runs, kept, names, _object_columns(kept, names))
 
 
 def sweep_table(
@@ -99,6 +109,7 @@ def sweep_table(
     sort: Optional[str] = None,
     ascending: bool = False,
     max_object_size: Optional[int] = MAX_OBJECT_SIZE,
+    limit: Optional[int] = None,
 ) -> "pandas.DataFrame":
     """The runs of ``task_name`` as a ``pandas.DataFrame``, one row per run (see ``sweep_rows``
     for the arguments and the module docstring for the columns)::
@@ -113,7 +124,7 @@ def sweep_table(
     except ImportError as error:
         raise ImportError(f'sweep_table needs pandas, which is not installed ({error}). Install it with: '
                           f'pip install "fluidml[table]"') from error
-    table = sweep_rows(source, task_name, objects, where, state, sort, ascending, max_object_size)
+    table = sweep_rows(source, task_name, objects, where, state, sort, ascending, max_object_size, limit)
     return pandas.DataFrame(table.rows, columns=table.columns)
 
 
@@ -127,34 +138,58 @@ def _auto_choice(run: Row) -> List[str]:
             if meta.size is not None and meta.size <= AUTO_OBJECT_SIZES.get(meta.type or "", -1)]
 
 
-def _load_objects(runs: List[Row], task_name: str, objects: Optional[Sequence[str]],
+def _object_names(columns: Sequence[str]) -> List[str]:
+    """The object names a column name may belong to: ``metrics.f1`` -> ``metrics.f1``, ``metrics``
+    (object names may hold dots), ``result.C`` -> also ``C``."""
+    names: Dict[str, None] = {}
+    for column in columns:
+        for text in (column, column[len(_RESULT):]) if column.startswith(_RESULT) else (column,):
+            parts = text.split(".")
+            for end in range(len(parts), 0, -1):
+                names.setdefault(".".join(parts[:end]))
+    return list(names)
+
+
+def _load_object(run: Row, name: str, task_name: str, max_object_size: Optional[int], explicit: bool) -> bool:
+    """Loads one object of the row into ``run.values`` (flattened into columns), once; False if the
+    run did not save it. A chosen object (``explicit``) that is too large or not a value is an error;
+    otherwise it is left out."""
+    if name in run.loaded:
+        return True
+    meta = run.metas.get(name)
+    if meta is None:
+        return False  # the run did not save it
+    run.loaded.add(name)
+    if meta.size is not None and max_object_size is not None and meta.size > max_object_size:
+        if explicit:
+            raise ValueError(f'The object "{name}" of run {run.info["run"]} of task "{task_name}" is {meta.size} '
+                             f"bytes, more than max_object_size={max_object_size}; raise the limit to load it.")
+        return True
+    try:
+        value = run.load(name)
+    except (ImportError, AttributeError) if not explicit else ():
+        return True  # a class this process cannot import: not a number, string or dict of them
+    cells = _flatten(name, value)
+    if cells is None and explicit:
+        raise ValueError(f'The object "{name}" of run {run.info["run"] or run.info["unique_name"]} of task '
+                         f'"{task_name}" is a {type(value).__name__}, not a number, string, bool or dict of '
+                         f"them, so it cannot be a column.")
+    run.values.update(cells or {})
+    return True
+
+
+def _load_objects(kept: List[Row], runs: List[Row], task_name: str, objects: Optional[Sequence[str]],
                   max_object_size: Optional[int]) -> None:
-    """Loads the chosen objects of each row into ``run.values`` (flattened into columns)."""
+    """Loads the chosen objects (None: the small ones) of the rows kept; a chosen object that no run
+    saved is an error that lists the objects saved."""
     explicit = objects is not None
     saved_somewhere = set()
-    for run in runs:
+    for run in kept:
         for name in (objects if explicit else _auto_choice(run)):  # type: ignore[union-attr]
-            meta = run.metas.get(name)
-            if meta is None:
-                continue  # the run did not save it
-            size = meta.size
-            if size is not None and max_object_size is not None and size > max_object_size:
-                if explicit:
-                    raise ValueError(f'The object "{name}" of run {run.info["run"]} of task "{task_name}" is {size} '
-                                     f"bytes, more than max_object_size={max_object_size}; raise the limit to load it.")
-                continue
-            try:
-                value = run.load(name)
-            except (ImportError, AttributeError) if not explicit else ():
-                continue  # a class this process cannot import: not a number, string or dict of them
-            saved_somewhere.add(name)
-            cells = _flatten(name, value)
-            if cells is None and explicit:
-                raise ValueError(f'The object "{name}" of run {run.info["run"] or run.info["unique_name"]} of task '
-                                 f'"{task_name}" is a {type(value).__name__}, not a number, string, bool or dict of '
-                                 f"them, so it cannot be a column.")
-            run.values.update(cells or {})
-    missing = [name for name in objects or () if name not in saved_somewhere]
+            if _load_object(run, name, task_name, max_object_size, explicit):
+                saved_somewhere.add(name)
+    missing = [name for name in objects or () if name not in saved_somewhere
+               and not any(name in run.metas for run in runs)]
     if missing and runs:
         saved = sorted({name for run in runs for name in run.metas})
         raise UnknownNameError(f'No run of task "{task_name}" saved an object "{missing[0]}"; objects saved: '
@@ -232,8 +267,10 @@ def _identity(value: Any) -> Any:
     return json.dumps(value, sort_keys=True, default=repr)
 
 
-def _assemble(task_name: str, runs: List[Row], names: ConfigNames, objects: Dict[str, str]) -> SweepRows:
-    info = [c for c in INFO_COLUMNS if not runs or any(run.info[c] is not None for run in runs)]
+def _assemble(task_name: str, runs: List[Row], kept: List[Row], names: ConfigNames,
+              objects: Dict[str, str]) -> SweepRows:
+    """The table of the ``kept`` rows; which config columns vary is decided over all ``runs``."""
+    info = [c for c in INFO_COLUMNS if not kept or any(run.info[c] is not None for run in kept)]
     config, constants = [], {}
     for column in names.full:
         values = [run.config.get(column, _MISSING) for run in runs]
@@ -243,10 +280,10 @@ def _assemble(task_name: str, runs: List[Row], names: ConfigNames, objects: Dict
         elif values and values[0] is not _MISSING:
             constants[names.shown[column]] = values[0]
     rows = []
-    for run in runs:
+    for run in kept:
         row = {c: run.info[c] for c in info}
         row.update({names.shown[c]: run.config.get(c) for c in config})
         row.update({shown: run.values.get(column) for shown, column in objects.items()})
         rows.append(row)
     columns = [*info, *(names.shown[c] for c in config), *objects]
-    return SweepRows(task_name, columns, rows, constants)
+    return SweepRows(task_name, columns, rows, constants, total=len(runs))

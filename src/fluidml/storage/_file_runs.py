@@ -27,7 +27,7 @@ def read_bytes(path: str) -> bytes:
     """The bytes of a small file, read with plain ``os`` calls (FileNotFoundError if there is none)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        chunks = []
+        chunks: List[bytes] = []
         while True:
             chunk = os.read(fd, 1 << 16)
             if not chunk:

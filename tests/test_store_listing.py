@@ -12,13 +12,18 @@ from fluidml.storage import (
     InMemoryStore, LocalFileStore, MongoDBStore, ObjectMeta, ResultsStore, RunRecord, open_store,
 )
 from fluidml.storage._open import redacted
+from conftest import STORE_MARKS, STORES
 from sweep_pipeline import make_flow
 
 
-def _grid_store(make_store, fail_C):
-    store = make_store()
-    if isinstance(store, InMemoryStore):
-        pytest.skip("InMemoryStore does not list its runs (tested in test_sweep_table.py)")
+#: The stores that list their runs (InMemoryStore does not: see test_sweep_table.py).
+LISTING = [pytest.param(name, marks=STORE_MARKS.get(name, [])) for name in sorted(STORES) if name != "memory"]
+
+
+def _grid_store(request, tmp_path, fail_C):
+    if request.param == "mongo":
+        request.getfixturevalue("mongo_server")
+    store = STORES[request.param](tmp_path)
     make_flow(fail_C=fail_C).run(num_workers=1, run_name="exp", results_store=store, exit_on_error=False,
                                  progress=False)
     yield store
@@ -26,16 +31,16 @@ def _grid_store(make_store, fail_C):
         store.close()  # (a client left to the garbage collector may warn that it was not closed)
 
 
-@pytest.fixture
-def listed_store(make_store):
+@pytest.fixture(params=LISTING)
+def listed_store(request, tmp_path):
     """A store of every kind that lists its runs, holding one run of the sweep pipeline with failures."""
-    yield from _grid_store(make_store, fail_C=1.0)
+    yield from _grid_store(request, tmp_path, fail_C=1.0)
 
 
-@pytest.fixture
-def grid_store(make_store):
+@pytest.fixture(params=LISTING)
+def grid_store(request, tmp_path):
     """A store of every kind that lists its runs, holding one run of the sweep pipeline."""
-    yield from _grid_store(make_store, fail_C=-1.0)
+    yield from _grid_store(request, tmp_path, fail_C=-1.0)
 
 
 def test_task_names_and_run_records(listed_store):

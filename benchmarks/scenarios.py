@@ -247,4 +247,26 @@ SCENARIOS = [
             Metric("cpu_overhead", "Ray, 16 CPU-bound tasks: our overhead / Ray's own cost", "x", at_most(2.0, "x")),
         ),
     ),
+    Scenario(
+        name="inspect",
+        script="bench_inspect.py",  # the original has no sweep tables and no fluidml command
+        sizes=(10000,),
+        quick_sizes=(30,),
+        original_max=0,
+        original_note="no fluidml command in 0.3.4",
+        metrics=(
+            Metric("help_seconds", "`fluidml --help` (a fresh process)", "s", at_most(0.3, "s")),
+            Metric("help_cpu_seconds", "`fluidml --help`: CPU time", "s"),
+            Metric("ls_tasks_seconds", "`fluidml ls STORE`, {size} runs of one task", "s"),
+            Metric("ls_seconds", "`fluidml ls STORE TASK`, {size} runs", "s", at_most(1.0, "s")),
+            Metric("ls_cpu_seconds", "`fluidml ls STORE TASK`, {size} runs: CPU time", "s"),
+            Metric("compare_seconds", "`fluidml compare STORE TASK --sort accuracy`, {size} runs", "s",
+                   at_most(1.0, "s")),
+            Metric("compare_cpu_seconds", "`fluidml compare STORE TASK --sort accuracy`, {size} runs: CPU time", "s"),
+            Metric("compare_csv_seconds", "the same compare, every row as CSV", "s"),
+            Metric("table_seconds", "`sweep_rows` over {size} runs (3 objects each; 2 loaded)", "s"),
+            Metric("largest_object_read_mb", "largest object a sweep table over {size} runs read (MB; 2 MB models "
+                   "stored)", "x", at_most(1.0, "x")),
+        ),
+    ),
 ]

@@ -18,5 +18,13 @@ __version__ = "0.4.0"
 
 __all__ = [
     "Allocation", "Flow", "PlanEntry", "RayExecutor", "Requests", "RunObserver", "RunSummary", "Task", "TaskSpec",
-    "__version__", "configure_logging",
+    "__version__", "configure_logging", "sweep_table",
 ]
+
+
+def __getattr__(name: str) -> object:
+    if name == "sweep_table":  # fluidml.results is imported on first use (pandas only when a table is made)
+        from fluidml.results import sweep_table
+
+        return sweep_table
+    raise AttributeError(f"module 'fluidml' has no attribute {name!r}")

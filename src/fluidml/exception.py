@@ -17,6 +17,8 @@ Hierarchy::
     │   ├── StoredResultDamaged      a stored object or run info the store lists cannot be read (missing,
     │   │                            truncated, wrong size or checksum, wrong shape)
     │   └── StoreUnavailableError    the store cannot be reached at all (its server is down): the run stops
+    ├── UnknownNameError             a task, run, object or table column that was asked for is not there
+    │                                (also a LookupError; the message lists what is)
     └── TmuxError                    a tmux command failed
 
 Every error carries ``task_name``, ``key`` and ``config_hash`` (``None`` where they do not apply),
@@ -40,6 +42,7 @@ __all__ = [
     "TaskResultObjectMissing",
     "TaskSpecError",
     "TmuxError",
+    "UnknownNameError",
 ]
 
 
@@ -136,3 +139,7 @@ def error_text(error: BaseException) -> str:
         return str(error)
     except Exception as failure:  # the user's __str__ is broken; its type and traceback still tell a lot
         return f"<str() of the {type(error).__name__} failed: {type(failure).__name__}>"
+
+
+class UnknownNameError(FluidmlError, LookupError):
+    """A task, run, saved object or table column that was asked for is not in the store or table."""

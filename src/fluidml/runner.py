@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence
 
 from fluidml._metadict import MetaDict
+from fluidml._provenance import run_extras
 from fluidml.config import copy_json
-from fluidml.exception import StoredResultDamaged, TaskFailedError, error_text, TaskResultKeyAlreadyExists, TaskResultObjectMissing
+from fluidml.exception import (
+    StoredResultDamaged, TaskFailedError, TaskResultKeyAlreadyExists, TaskResultObjectMissing, error_text,
+)
 from fluidml.identity import run_record
 from fluidml.planner import Planned
 from fluidml.storage.base import TASK_INFO, LazySweep, Promise, ResultsStore, Sweep
@@ -215,8 +218,10 @@ def _merged_history(task: Task, predecessors: Sequence[PredecessorRef]) -> RunHi
     return RunHistory({task.name: task.id}, [p.run_history for p in predecessors if p.run_history is not None])
 
 
-def info_record(task: Task, store: ResultsStore) -> Dict[str, Any]:
-    """The task's ``TaskInfo`` as the dict stores keep (``fluidml_info``).
+def info_record(task: Task, store: ResultsStore, error: Optional[BaseException] = None,
+                trace: Optional[str] = None) -> Dict[str, Any]:
+    """The task's ``TaskInfo`` as the dict stores keep (``fluidml_info``), with the run's extra data
+    under ``"fluidml"`` (``_provenance.run_extras``: unique name, host, pid, worker, version, error).
 
     Built without validating (the values are the driver's own). ``run_history`` stays shared for
     stores that keep Python objects as they are (``store.keeps_objects``); others get a plain dict.
@@ -228,9 +233,10 @@ def info_record(task: Task, store: ResultsStore) -> Dict[str, Any]:
     ).model_dump(mode="json")
     history = task.run_history
     info["run_history"] = history if store.keeps_objects else plain_history(history)
+    info["fluidml"] = run_extras(task, error, trace)
     record = run_record(task)  # the code that made the run (see identity.py)
     if record:
-        info.setdefault("fluidml", {}).update((key, value) for key, value in record.items() if value)
+        info["fluidml"].update((key, value) for key, value in record.items() if value)
     return info
 
 
@@ -313,7 +319,7 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
     task.state = state
     store_failed = False
     try:
-        store.save(info_record(task, store), TASK_INFO, type_="json", task_name=task.name,
+        store.save(info_record(task, store, error, trace), TASK_INFO, type_="json", task_name=task.name,
                    task_unique_config=task._uc(), indent=4)
     except Exception as exc:  # the store failed (e.g. a full disk, its server went away): the run is not recorded
         store_failed = True

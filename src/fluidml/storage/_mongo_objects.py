@@ -11,7 +11,7 @@ import pickle
 from collections import deque
 from typing import Any, Deque, Dict, List, Optional
 
-__all__ = ["BrokenFile", "decode", "encode", "file_id", "is_entry"]
+__all__ = ["BrokenFile", "decode", "encode", "entry_size", "file_id", "is_entry"]
 
 _PIECE = 1 << 22  # bytes per write into a GridFS upload
 _WINDOW = 32  # chunks per query when reading a GridFS file (8 MB with the default chunk size)
@@ -29,6 +29,13 @@ def file_id(entry: Any) -> Any:
 def is_entry(entry: Any) -> bool:
     """True if ``entry`` has the shape ``encode`` gives: inline bytes or a GridFS reference."""
     return isinstance(entry, bytes) or (isinstance(entry, dict) and entry.get("gridfs") is not None)
+
+
+def entry_size(entry: Any) -> Optional[int]:
+    """Bytes of the pickle an entry holds (inline or in GridFS); None for no entry."""
+    if entry is None:
+        return None
+    return entry.get("size") if isinstance(entry, dict) else len(entry)
 
 
 def encode(obj: Any, inline_limit: int, bucket: Any, filename: str, metadata: Dict[str, Any]) -> Any:

@@ -10,7 +10,8 @@ directory or two directories for one config.
 The log is a cache of what ``config.json`` files say. The first time a process looks at a task it
 lists the task's directory: run directories the log does not know (a store written by the original
 fluidml, an index that was deleted) are read from their ``config.json`` and added; directories that
-are gone are removed.
+are gone are removed. A read-only index (``read_only=True``) does the same in memory only: it never
+takes the lock or appends to a log.
 """
 
 import contextlib
@@ -88,9 +89,10 @@ class RunIndex:
     Picklable: a copy in another process starts empty and reads the index again.
     """
 
-    def __init__(self, base_dir: str):
+    def __init__(self, base_dir: str, read_only: bool = False):
         self.base_dir = base_dir
         self.meta_dir = os.path.join(base_dir, META_DIR)
+        self.read_only = read_only
         self._reset()
 
     def _reset(self) -> None:
@@ -101,7 +103,7 @@ class RunIndex:
         self._depth = 0
 
     def __getstate__(self) -> Dict[str, Any]:
-        return {"base_dir": self.base_dir, "meta_dir": self.meta_dir}
+        return {"base_dir": self.base_dir, "meta_dir": self.meta_dir, "read_only": self.read_only}
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -199,7 +201,7 @@ class RunIndex:
         on_disk = self._list_dirs(task_name)
         if on_disk is not None and on_disk == set(runs.by_dir):
             return runs
-        with self.locked():
+        with contextlib.nullcontext() if self.read_only else self.locked():
             runs = _TaskRuns()
             self._read_log(task_name, runs)
             on_disk = self._list_dirs(task_name) or set()
@@ -219,7 +221,10 @@ class RunIndex:
                     continue
                 known.add(digest)
                 changes.append((digest, dir_name))
-            if changes:
+            if changes and self.read_only:
+                for change in changes:
+                    runs.apply(*change)
+            elif changes:
                 self._append(task_name, runs, changes)
         return runs
 

@@ -10,13 +10,13 @@ import contextlib
 import json
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from fluidml._metadict import MetaDict
 from fluidml.exception import StoredResultDamaged
 
-__all__ = ["Damage", "LazySweep", "Promise", "ResultsStore", "StoreContext", "Sweep"]
+__all__ = ["Damage", "LazySweep", "ObjectMeta", "Promise", "ResultsStore", "RunRecord", "StoreContext", "Sweep"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,67 @@ def damage_error(task_name: str, config_hash: Optional[str], key: str, location:
                                task_name=task_name, key=key, config_hash=config_hash, location=location)
 
 
+@dataclass(frozen=True)
+class ObjectMeta:
+    """What a store knows about a saved object without loading it: its type and size in bytes
+    (None where the store does not know)."""
+
+    type: Optional[str]
+    size: Optional[int]
+
+
+class DeferredObjects(Mapping):
+    """A run's ``{name: ObjectMeta}``, read on first access (listing runs stays cheap for callers
+    that never look at the objects). With ``read_one``, looking up one name reads only that
+    object's metadata (None: the run has no such object)."""
+
+    def __init__(self, read: Callable[[], Dict[str, ObjectMeta]],
+                 read_one: Optional[Callable[[str], Optional[ObjectMeta]]] = None):
+        self._read: Optional[Callable[[], Dict[str, ObjectMeta]]] = read
+        self._read_one = read_one
+        self._objects: Dict[str, ObjectMeta] = {}
+
+    def _loaded(self) -> Dict[str, ObjectMeta]:
+        if self._read is not None:
+            self._objects, self._read = self._read(), None
+        return self._objects
+
+    def __getitem__(self, name: str) -> ObjectMeta:
+        if self._read is not None and self._read_one is not None:
+            meta = self._read_one(name)
+            if meta is None:
+                raise KeyError(name)
+            return meta
+        return self._loaded()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._loaded())
+
+    def __len__(self) -> int:
+        return len(self._loaded())
+
+    def __repr__(self) -> str:
+        return repr(self._loaded())
+
+
+@dataclass
+class RunRecord:
+    """One stored run of a task, as ``ResultsStore.runs()`` lists it.
+
+    ``run_id`` names the run in the store (e.g. ``"exp-1-004"``), ``info`` is the stored
+    ``fluidml_info`` dict (None while the run has not written it: it is running, or its process
+    died), ``objects`` maps each saved object's name to its ``ObjectMeta`` (stores may fill it on
+    first access), and ``location`` is the run's directory or document address.
+    """
+
+    task_name: str
+    run_id: str
+    unique_config: Dict[str, Any]
+    info: Optional[Dict[str, Any]]
+    objects: Mapping[str, ObjectMeta] = field(default_factory=dict)
+    location: str = ""
+
+
 class ResultsStore(ABC):
     """The interface of a results store: five core methods, the rest derived from them."""
 
@@ -170,16 +231,24 @@ class ResultsStore(ABC):
         """
         return ()
 
+    def task_names(self) -> List[str]:
+        """The names of the tasks that have runs in the store, sorted."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot list its tasks: it does not implement task_names(). Implement "
+            f"task_names() and runs() to use it with sweep tables and the fluidml command.")
+
+    def runs(self, task_name: str) -> Iterator[RunRecord]:
+        """The stored runs of a task, one ``RunRecord`` each (in the order the store keeps them)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot list the runs of task \"{task_name}\": it does not implement runs(). "
+            f"Implement task_names() and runs() to use it with sweep tables and the fluidml command.")
+
     def run_damage(self, task_name: str, task_unique_config: Dict, deep: bool = False) -> List[Damage]:
         """What is wrong with a stored run (nothing: an empty list). The planner calls it for each
         finished run before reusing it, so it must be cheap (e.g. a size check per object);
         ``deep=True`` checks everything the store can (checksums), for ``fluidml.results.verify``.
         Stores without integrity data find nothing."""
         return []
-
-    def task_names(self) -> List[str]:
-        """The names of the tasks that have runs in the store, sorted."""
-        raise NotImplementedError(f"{type(self).__name__} cannot list its tasks: it does not implement task_names().")
 
     def check_runs(self, task_name: str, repair: bool = False) -> List[Damage]:
         """Deep checks (``run_damage(deep=True)``) of every stored run of a task, for

@@ -17,7 +17,7 @@ import contextlib
 import functools
 import logging
 import os
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from fluidml.config import config_digest, hashed_config
 from fluidml.exception import ResultsStoreError, StoredResultDamaged
@@ -26,9 +26,12 @@ from fluidml.storage._filetypes import (
 )
 from fluidml.storage._integrity import Damaged, check_entry, checksum_path, load_checked
 from fluidml.storage._runindex import CONFIG_FILE, RunIndex
-from fluidml.storage._runlayout import INFO_FILE, BadFile, entry_kwargs, make_entry
+from fluidml.storage._file_runs import list_runs, list_task_names, path_size
+from fluidml.storage._runlayout import INFO_FILE, BadFile, entry_kwargs, info_entries, legacy_entries, make_entry
 from fluidml.storage._runrecords import Entries, RunRecords
-from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, Damage, ResultsStore, StoreContext, damage_error
+from fluidml.storage.base import (
+    SAVED_RESULTS, TASK_INFO, Damage, DeferredObjects, ObjectMeta, ResultsStore, RunRecord, StoreContext, damage_error,
+)
 
 __all__ = ["File", "FilePromise", "LocalFileStore", "TypeInfo"]
 
@@ -55,6 +58,8 @@ class LocalFileStore(ResultsStore):
         base_dir: The directory that holds the results (created when needed).
         verify: Check every object's checksum when it is loaded. Without it, sizes are always
             checked, and checksums of objects up to 256 KiB (where that costs next to nothing).
+        read_only: Never write to the directory (no run index, no lock file); saving or deleting
+            then raises ``ResultsStoreError``. The ``fluidml`` command reads stores this way.
 
     Attributes:
         base_dir: The base directory that is used to store results from tasks.
@@ -64,13 +69,14 @@ class LocalFileStore(ResultsStore):
     keeps_objects = False
     process_safe = True  # worker processes open the same directory
 
-    def __init__(self, base_dir: str, verify: bool = False):
+    def __init__(self, base_dir: str, verify: bool = False, read_only: bool = False):
         super().__init__()
         self.base_dir = os.fspath(base_dir)
         self.verify = verify
+        self.read_only = read_only
         self.type_registry: Dict[str, TypeInfo] = builtin_types()
         self._run_info: Any = None
-        self._index = RunIndex(self.base_dir)
+        self._index = RunIndex(self.base_dir, read_only=read_only)
         self._records = RunRecords(self._index.locked)
         self._last_found: Tuple[Optional[str], Optional[str], Optional[str]] = _NOT_FOUND
 
@@ -133,6 +139,7 @@ class LocalFileStore(ResultsStore):
         run name, or the stored counter of a run that is re-created).
         """
         task_dir = self._task_dir(task_name)
+        self._check_writable("create a run", task_name)
         info = self._run_info
         try:
             dir_name, created = self._index.create(task_name, config_digest(task_unique_config), task_unique_config,
@@ -152,13 +159,43 @@ class LocalFileStore(ResultsStore):
             if config is not None:
                 yield config
 
+    def _check_writable(self, action: str, task_name: str) -> None:
+        if self.read_only:
+            raise ResultsStoreError(f'Cannot {action} of task "{task_name}": LocalFileStore({self.base_dir!r}) was '
+                                    f"opened read-only. Open it without read_only=True to change it.",
+                                    task_name=task_name)
+
     def task_names(self) -> List[str]:
-        """The names of the tasks with runs in the directory, sorted."""
+        """The tasks with runs in the directory, sorted (read from the directory; nothing is written)."""
+        return list_task_names(self.base_dir)
+
+    def runs(self, task_name: str) -> Iterator[RunRecord]:
+        """The task's runs in the order of their directory names (each read from its directory: its
+        config.json and fluidml_info.json; object types and sizes on first access). Nothing is written."""
+        return list_runs(self._task_dir(task_name), task_name, self._objects_of)
+
+    def _objects_of(self, run_dir: str, info: Optional[Dict]) -> Mapping[str, ObjectMeta]:
+        """Type and size of each object the run saved: from the info where it lists them (format 2),
+        else from the older layout's registry and load-info files (when first looked at)."""
+        entries = info_entries(info)
+        if entries is not None:
+            return {name: ObjectMeta(entry.get("type"), entry.get("size")) for name, entry in entries.items()}
+
+        def read() -> Dict[str, ObjectMeta]:
+            try:
+                legacy = legacy_entries(run_dir)
+            except BadFile:
+                return {}
+            return {name: ObjectMeta(entry.get("type"), self._legacy_size(run_dir, name, entry))
+                    for name, entry in legacy.items()}
+
+        return DeferredObjects(read)
+
+    def _legacy_size(self, run_dir: str, name: str, entry: Dict[str, Any]) -> Optional[int]:
         try:
-            entries = list(os.scandir(self.base_dir))
-        except FileNotFoundError:
-            return []
-        return sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
+            return path_size(self._path_of(run_dir, name, entry))
+        except KeyError:  # a type not registered here
+            return None
 
     # ------------------------------------------------------------------------------ bookkeeping
 
@@ -278,6 +315,7 @@ class LocalFileStore(ResultsStore):
         """
         _check_name(name)
         task_name, task_unique_config = _check_run(task_name, task_unique_config)
+        self._check_writable(f'save "{name}"', task_name)
         if name == SAVED_RESULTS:
             return  # the list of saved objects is kept with the run's info
         type_info = self._type(type_)
@@ -360,6 +398,7 @@ class LocalFileStore(ResultsStore):
 
     def delete(self, name: str, task_name: str, task_unique_config: Dict) -> None:
         """Deletes the object ``name`` of the run (its file or directory) and unlists it."""
+        self._check_writable(f'delete "{name}"', task_name)
         run_dir = self._find_run(task_name, task_unique_config)
         if run_dir is not None and name == TASK_INFO:
             remove_path(os.path.join(run_dir, INFO_FILE))
@@ -375,6 +414,7 @@ class LocalFileStore(ResultsStore):
     def delete_run(self, task_name: str, task_unique_config: Dict) -> None:
         """Deletes the run's whole directory (leftovers of interrupted writes included)."""
         task_dir = self._task_dir(task_name)
+        self._check_writable("delete a run", task_name)
         digest = config_digest(task_unique_config)
         self._last_found = _NOT_FOUND
         dir_name = self._index.find(task_name, digest)
@@ -421,6 +461,8 @@ class LocalFileStore(ResultsStore):
                              f"mode; missing: {', '.join(missing)}.")
         assert name is not None and task_name is not None and task_unique_config is not None and mode is not None
         _check_name(name)
+        if "r" not in mode:
+            self._check_writable(f'open "{name}" for writing', task_name)
         if "r" in mode:
             run_dir = self._find_run(task_name, task_unique_config)
             entry = None if run_dir is None else self._entries(run_dir, task_name, task_unique_config).get(name)

@@ -1,10 +1,10 @@
 """InMemoryStore: results in a dict, keyed by task name and unique-config digest (O(1) lookups)."""
 
 import logging
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from fluidml.config import config_digest
-from fluidml.storage.base import ResultsStore, StoreContext
+from fluidml.storage.base import ResultsStore, RunRecord, StoreContext
 
 __all__ = ["InMemoryStore"]
 
@@ -69,10 +69,17 @@ class InMemoryStore(ResultsStore):
         with self.lock:
             self._runs.pop((task_name, config_digest(task_unique_config)), None)
 
-    def task_names(self) -> List[str]:
-        """The names of the tasks with runs in the store, sorted."""
-        return sorted({task_name for task_name, _ in list(self._runs.keys())})
-
     def get_context(self, task_name: str, task_unique_config: Dict) -> Optional[StoreContext]:
         """In-memory runs have no directory: always None."""
         return None
+
+    def task_names(self) -> List[str]:
+        """The names of the tasks that saved something in this store, sorted."""
+        return sorted({task_name for task_name, _digest in list(self._runs.keys())})
+
+    def runs(self, task_name: str) -> Iterator[RunRecord]:
+        """Not available: an InMemoryStore does not keep its runs' configs."""
+        raise NotImplementedError(
+            f'InMemoryStore cannot list the runs of task "{task_name}": it does not keep their configs. Build the '
+            f'table from what flow.run() returned: fluidml.sweep_table(results, "{task_name}") with '
+            f'results = flow.run(..., return_results="all"), or run the flow with a LocalFileStore.')

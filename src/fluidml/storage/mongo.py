@@ -19,6 +19,7 @@ own) and makes a new one after a fork.
 """
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -27,8 +28,11 @@ from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tu
 from fluidml.config import HashedConfig, hashed_config
 from fluidml.exception import ResultsStoreError, StoredResultDamaged, StoreUnavailableError
 from fluidml.storage._mongo_checks import Broken, RunDocs, field_of
-from fluidml.storage._mongo_objects import encode, file_id
-from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, Damage, ResultsStore, StoreContext, damage_error, info_problem
+from fluidml.storage._mongo_objects import decode, encode, entry_size, file_id
+from fluidml.storage.base import (
+    SAVED_RESULTS, TASK_INFO, Damage, DeferredObjects, ObjectMeta, ResultsStore, RunRecord, StoreContext, damage_error,
+    info_problem,
+)
 
 __all__ = ["MongoDBStore"]
 
@@ -53,6 +57,11 @@ def _require_pymongo() -> None:
 
 
 _field = field_of
+
+
+def _counter_order(counter: Any) -> Tuple[int, str]:
+    text = str(counter)
+    return (int(text), text) if text.isdigit() else (-1, text)
 
 
 def _key(task_name: str, config: HashedConfig) -> Dict[str, str]:
@@ -81,6 +90,8 @@ class MongoDBStore(ResultsStore):
             (``"mongodb://user:pw@host1,host2/?replicaSet=rs0"``); default ``localhost:27017``.
             Without ``serverSelectionTimeoutMS`` in the URI, an unreachable server fails an
             operation after 5 s.
+        read_only: Never write (no indexes are created); saving or deleting then raises
+            ``ResultsStoreError``. The ``fluidml`` command reads stores this way.
     """
 
     keeps_objects = False
@@ -88,7 +99,8 @@ class MongoDBStore(ResultsStore):
     #: Objects that pickle to more bytes than this go to GridFS; smaller ones into the run document.
     inline_limit: int = 1 << 20
 
-    def __init__(self, db: str, collection_name: Optional[str] = None, host: Optional[str] = None):
+    def __init__(self, db: str, collection_name: Optional[str] = None, host: Optional[str] = None,
+                 read_only: bool = False):
         super().__init__()
         _require_pymongo()
         if not isinstance(db, str) or not db:
@@ -98,6 +110,7 @@ class MongoDBStore(ResultsStore):
         self.db = db
         self.collection_name = collection_name or DEFAULT_COLLECTION
         self.host = host
+        self.read_only = read_only
         self._client: Any = None
         self._handles: Optional[_Handles] = None
         self._pid: Optional[int] = None
@@ -162,8 +175,9 @@ class MongoDBStore(ResultsStore):
             database = client[self.db]
             runs = database[self.collection_name]
             files = database[f"{self.collection_name}.files"]
-            runs.create_index([("task", 1), ("digest", 1)], unique=True, name="task_digest")
-            files.create_index([("metadata.task", 1), ("metadata.digest", 1)], name="run")
+            if not self.read_only:
+                runs.create_index([("task", 1), ("digest", 1)], unique=True, name="task_digest")
+                files.create_index([("metadata.task", 1), ("metadata.digest", 1)], name="run")
         except BaseException:
             client.close()
             raise
@@ -267,6 +281,7 @@ class MongoDBStore(ResultsStore):
              **kwargs: Any) -> None:
         """Saves (or replaces) the object ``name`` of the run; every type is pickled (``type_`` and
         the other keyword arguments are accepted for compatibility and not needed)."""
+        self._check_writable(f'save "{name}"', task_name)
         config = hashed_config(task_unique_config)
         with self._guard("saving", task_name, name, config):
             if name == SAVED_RESULTS:
@@ -394,6 +409,7 @@ class MongoDBStore(ResultsStore):
 
     def delete(self, name: str, task_name: str, task_unique_config: Dict) -> None:
         """Deletes the object ``name`` of the run (and its GridFS file), if it exists."""
+        self._check_writable(f'delete "{name}"', task_name)
         config = hashed_config(task_unique_config)
         field = "saved" if name == SAVED_RESULTS else _field(name)
         unset = {field: "", "state": ""} if name == TASK_INFO else {field: ""}
@@ -409,6 +425,7 @@ class MongoDBStore(ResultsStore):
     def delete_run(self, task_name: str, task_unique_config: Dict) -> None:
         """Deletes every object of the run and its GridFS files, if it exists. The document keeps the
         config and sweep counter, so a forced re-run keeps its id; it is no longer listed as a run."""
+        self._check_writable("delete a run", task_name)
         config = hashed_config(task_unique_config)
         self._attempts.pop((task_name, config.digest), None)
         if self._absent == (task_name, config.digest):
@@ -432,6 +449,7 @@ class MongoDBStore(ResultsStore):
         created (``"000"``, ``"001"``, ...), whatever the run name; a run keeps its counter.
         """
         config = hashed_config(task_unique_config)
+        self._check_writable("create a run", task_name)
         with self._guard("creating the run", task_name, config=config):
             doc = None
             if self._absent != (task_name, config.digest):  # else a load just found no run: create it
@@ -439,6 +457,50 @@ class MongoDBStore(ResultsStore):
             if doc is None:
                 doc = self._ensure_run(task_name, config)
         return StoreContext(run_dir=None, sweep_counter=doc.get("sweep_counter"))
+
+    def _check_writable(self, action: str, task_name: str) -> None:
+        if self.read_only:
+            raise ResultsStoreError(f'Cannot {action} of task "{task_name}": the MongoDBStore of database '
+                                    f'"{self.db}" at {self.address} was opened read-only. Open it without '
+                                    f"read_only=True to change it.", task_name=task_name)
+
+    def task_names(self) -> List[str]:
+        """The tasks with runs in the collection, sorted."""
+        with self._guard("listing the tasks"):
+            runs = self._collections().runs
+            if not runs.database.list_collection_names(filter={"name": self.collection_name}):
+                return []  # (asking a missing collection would create it on some servers)
+            return sorted(runs.distinct("task", {"stored": True}))
+
+    def runs(self, task_name: str) -> Iterator[RunRecord]:
+        """The task's runs in the order of their sweep counters, read without their objects (whose
+        sizes are read on first access, one query per run)."""
+        fields = {"config": 1, "sweep_counter": 1, _field(TASK_INFO): 1}
+        with self._guard("listing the runs", task_name):
+            docs = list(self._collections().runs.find({"task": task_name, "stored": True}, fields))
+            handles = self._collections()
+            for doc in docs:
+                entry = doc.get(_field(TASK_INFO))
+                doc["info"] = decode(entry, handles.files, handles.chunks) if entry is not None else None
+        for doc in sorted(docs, key=lambda d: _counter_order(d.get("sweep_counter"))):
+            info = doc["info"] if isinstance(doc["info"], dict) else None
+            yield RunRecord(task_name, str((info or {}).get("id") or doc.get("sweep_counter")),
+                            dict(doc.get("config") or {}), info,
+                            DeferredObjects(functools.partial(self._object_metas, doc["_id"]),
+                                            functools.partial(self._object_meta, doc["_id"])),
+                            f'{self.db}/{self.collection_name}/{doc["_id"]}')
+
+    def _object_metas(self, doc_id: Any) -> Dict[str, ObjectMeta]:
+        """Type and size (bytes of its pickle) of each object the run's registry lists."""
+        with self._guard("reading the objects of a run"):
+            doc = self._collections().runs.find_one({"_id": doc_id}) or {}
+        return {name: ObjectMeta("pickle", entry_size(doc.get(_field(name)))) for name in doc.get("saved") or []}
+
+    def _object_meta(self, doc_id: Any, name: str) -> Optional[ObjectMeta]:
+        """Type and size of one object of the run, None if its registry does not list it."""
+        with self._guard("reading an object of a run", name=name):
+            doc = self._collections().runs.find_one({"_id": doc_id, "saved": name}, {_field(name): 1})
+        return None if doc is None else ObjectMeta("pickle", entry_size(doc.get(_field(name))))
 
     def stored_configs(self, task_name: str) -> Iterable[Dict]:
         """The unique configs of the task's runs that hold objects."""
@@ -448,6 +510,7 @@ class MongoDBStore(ResultsStore):
 
     def _register_result(self, name: Optional[str], task_name: str, task_unique_config: Dict) -> None:
         """Adds ``name`` to the run's registry in one atomic update (safe with concurrent writers)."""
+        self._check_writable(f'save "{name}"', task_name)
         config = hashed_config(task_unique_config)
         key = _key(task_name, config)
         attempt = self._attempts.get((task_name, config.digest))
@@ -462,6 +525,7 @@ class MongoDBStore(ResultsStore):
 
     def _unregister_result(self, name: str, task_name: str, task_unique_config: Dict) -> None:
         """Removes ``name`` from the run's registry in one atomic update."""
+        self._check_writable(f'delete "{name}"', task_name)
         config = hashed_config(task_unique_config)
         attempt = self._attempts.get((task_name, config.digest))
         if attempt is not None and name in attempt:
@@ -470,11 +534,6 @@ class MongoDBStore(ResultsStore):
             self._collections().runs.update_one(_key(task_name, config), {"$pull": {"saved": name}})
 
     # ------------------------------------------------------------------------------ integrity
-
-    def task_names(self) -> List[str]:
-        """The names of the tasks with runs in the collection, sorted."""
-        with self._guard("listing the tasks"):
-            return sorted(self._collections().runs.distinct("task", {"stored": True}))
 
     def run_damage(self, task_name: str, task_unique_config: Dict, deep: bool = False) -> List[Damage]:
         """What is wrong with the run. The cheap check (``deep=False``) finds nothing beyond what

@@ -3,6 +3,7 @@ the cache check, force, run context and history) and ``run_task`` (wherever the 
 input gathering, the user's ``__init__`` and ``run()``, the ``TaskInfo`` bookkeeping).
 """
 
+import contextlib
 import datetime
 import logging
 import os
@@ -10,15 +11,17 @@ import re
 import traceback
 import typing
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
+from fluidml import _timeouts
 from fluidml._metadict import MetaDict
 from fluidml.config import copy_json
 from fluidml.exception import TaskResultKeyAlreadyExists, TaskResultObjectMissing
 from fluidml.storage.base import TASK_INFO, LazySweep, Promise, ResultsStore, Sweep
 from fluidml.task import Task, TaskInfo, TaskState, _FunctionTask, plain_history
 
-__all__ = ["Outcome", "PredecessorRef", "RunHistory", "gather_inputs", "info_record", "plan_task", "run_task"]
+__all__ = ["Outcome", "PredecessorRef", "RunHistory", "gather_inputs", "info_record", "plan_task", "reset_run",
+           "run_task"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class Outcome:
     started: Optional[datetime.datetime] = None
     ended: Optional[datetime.datetime] = None
     run_history: Optional[Mapping[str, str]] = None
+    lost: bool = False  # the worker process or node died under it (always worth another attempt)
 
 
 _LAZY_TEXT = re.compile(r"\b(Promise|FilePromise|LazySweep)\b")
@@ -203,8 +207,9 @@ def _merged_history(task: Task, predecessors: Sequence[PredecessorRef]) -> RunHi
     return RunHistory({task.name: task.id}, [p.run_history for p in predecessors if p.run_history is not None])
 
 
-def info_record(task: Task, store: ResultsStore) -> Dict[str, Any]:
-    """The task's ``TaskInfo`` as the dict stores keep (``fluidml_info``).
+def info_record(task: Task, store: ResultsStore, error: Optional[BaseException] = None) -> Dict[str, Any]:
+    """The task's ``TaskInfo`` as the dict stores keep (``fluidml_info``), with extra run data under
+    ``"fluidml"``: ``"attempts"`` for tasks that may be retried (``error``: this attempt's).
 
     Built without validating (the values are the driver's own). ``run_history`` stays shared for
     stores that keep Python objects as they are (``store.keeps_objects``); others get a plain dict.
@@ -216,7 +221,23 @@ def info_record(task: Task, store: ResultsStore) -> Dict[str, Any]:
     ).model_dump(mode="json")
     history = task.run_history
     info["run_history"] = history if store.keeps_objects else plain_history(history)
+    extra: Dict[str, Any] = {}
+    if task._attempts is not None:
+        this_one = attempt_record(len(task._attempts) + 1, error, task.started, task.ended)
+        extra["attempts"] = [*task._attempts, this_one]
+    if extra:
+        info["fluidml"] = extra
     return info
+
+
+def attempt_record(number: int, error: Optional[BaseException], started: Optional[datetime.datetime],
+                   ended: Optional[datetime.datetime]) -> Dict[str, Any]:
+    """One entry of ``"fluidml"."attempts"``: its number, its error's type and message (None when
+    it finished), its start and end (ISO text)."""
+    return {"attempt": number, "error_type": type(error).__name__ if error is not None else None,
+            "message": str(error)[:2000] if error is not None else None,
+            "started": started.isoformat() if started is not None else None,
+            "ended": ended.isoformat() if ended is not None else None}
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -233,14 +254,16 @@ def _user_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore) -> Tuple[Optional[Outcome], str]:
+def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore,
+              claim: Optional[Callable[[], bool]] = None) -> Tuple[Optional[Outcome], str]:
     """Decides, before dispatch, whether the task runs; the driver calls it, so workers never race.
 
     Returns the outcome of the stored finished run if there is one (the task is then "already
     executed"), else ``None`` and the reason it runs, after preparing the run: a forced task's old
     run is deleted, the run gets its store context (run directory, sweep counter) and its run
     history. A task keeps the run name and counter of the run that first stored it. Errors of the
-    store propagate.
+    store propagate. ``claim`` (several drivers on one store) is asked before the run is touched;
+    when it says no, another driver holds the task, and a PENDING outcome comes back.
     """
     uc = task._uc()
     stored = store.load(TASK_INFO, task.name, uc)
@@ -249,7 +272,6 @@ def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: Results
         task.sweep_counter = stored.get("sweep_counter")
         task.run_history = stored.get("run_history")
     if task.force:
-        store.delete_run(task.name, uc)
         reason = f"forced, config {task.unique_config_hash}"
     elif stored is None:
         reason = f"new config {task.unique_config_hash}"
@@ -259,42 +281,69 @@ def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: Results
                        sweep_counter=task.sweep_counter, run_history=task.run_history), "already executed"
     else:
         reason = f"config {task.unique_config_hash}, previous run {stored.get('state')}"
+    if claim is not None and not claim():
+        return Outcome(TaskState.PENDING, reason="held by another driver"), "held by another driver"
+    if task.force:
+        store.delete_run(task.name, uc)
+    _open_run(task, store)
+    if task.run_history is None:
+        task.run_history = _merged_history(task, predecessors)
+    return None, reason
+
+
+def reset_run(task: Task, store: ResultsStore) -> None:
+    """Clears what a failed attempt left in the task's run and opens it again (same directory name
+    and counter), so that the next attempt starts clean."""
+    store.delete_run(task.name, task._uc())
+    _open_run(task, store)
+
+
+def _open_run(task: Task, store: ResultsStore) -> None:
+    """Creates the run in the store (a file store names its directory after the run name)."""
+    uc = task._uc()
     if hasattr(store, "run_info"):  # a file store names a new run dir after it (the original's run_info)
         store.run_info = TaskInfo.model_construct(  # what naming needs, without validating our own values
             project_name=task.project_name or "", run_name=task.run_name or "", sweep_counter=task.sweep_counter)
     context = store.get_context(task.name, uc)
     if context is not None:
         task.sweep_counter = context.sweep_counter
-    if task.run_history is None:
-        task.run_history = _merged_history(task, predecessors)
-    return None, reason
 
 
-def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore, reason: str = "") -> Outcome:
+def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore, reason: str = "",
+             in_worker: bool = False, grace: Optional[float] = None) -> Outcome:
     """Runs one planned task (see ``plan_task``): gathers its inputs, calls the user's ``__init__``
     and ``run()``, and saves its ``TaskInfo``. Executors call it in the process they own.
 
     Exceptions of the task become a FAILED outcome (KILLED for ``KeyboardInterrupt``), and so does
-    a store that fails to record the run.
+    a store that fails to record the run. A ``Requests(timeout=...)`` is enforced around
+    ``__init__`` and ``run()`` (see ``_timeouts``; ``in_worker``: this process may be ended by it;
+    ``grace``: seconds between the interrupt and the end, default ``TIMEOUT_GRACE``).
     """
     task.started, task.ended = datetime.datetime.now(), None
     error: Optional[BaseException] = None
     trace: Optional[str] = None
     state = TaskState.FINISHED
+    limit = task._requests.timeout if task._requests is not None else None
+    grace = _timeouts.TIMEOUT_GRACE if grace is None else grace
     try:
         inputs = gather_inputs(task, predecessors, store)
         task.state = TaskState.RUNNING
         logger.info('Started task "%s" (%s)', task.unique_name, reason)
-        task._init_user_task()
-        task.run(**inputs)
+        with _deadline(task, limit, grace, in_worker):
+            task._init_user_task()
+            task.run(**inputs)
     except KeyboardInterrupt as exc:
         state, error, trace = TaskState.KILLED, exc, _user_traceback(exc)
+    except _timeouts.Overtime as exc:
+        assert limit is not None
+        error = _timeouts.overtime_error(task.unique_name, limit, grace, "stopped by a second interrupt")
+        state, trace = TaskState.FAILED, _user_traceback(error.with_traceback(exc.__traceback__))
     except Exception as exc:
         state, error, trace = TaskState.FAILED, exc, _user_traceback(exc)
     task.ended = datetime.datetime.now()
     task.state = state
     try:
-        store.save(info_record(task, store), TASK_INFO, type_="json", task_name=task.name,
+        store.save(info_record(task, store, error), TASK_INFO, type_="json", task_name=task.name,
                    task_unique_config=task._uc(), indent=4)
     except Exception as exc:  # the store failed (e.g. its server went away): the run is not recorded
         if error is None:  # (a task that failed already keeps its own error)
@@ -303,3 +352,14 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
     return Outcome(state, reason=reason, error=error, traceback=trace, run_name=task.run_name,
                    sweep_counter=task.sweep_counter, started=task.started, ended=task.ended,
                    run_history=task.run_history)
+
+
+def _deadline(task: Task, limit: Optional[float], grace: float, in_worker: bool) -> Any:
+    """The task's timeout around its code, where this thread can be interrupted (else a warning)."""
+    if limit is None:
+        return contextlib.nullcontext()
+    if not _timeouts.can_interrupt_here():
+        logger.warning('Task "%s": its timeout cannot be enforced in this thread (no SIGALRM here); it runs '
+                       "without one.", task.unique_name)
+        return contextlib.nullcontext()
+    return _timeouts.deadline(task.unique_name, limit, grace, in_worker)

@@ -21,6 +21,7 @@ from fluidml.config import config_digest
 from fluidml.storage._filetypes import (
     File, FilePromise, TypeInfo, builtin_types, remove_path, replace_into_place, temp_path, write_atomic,
 )
+from fluidml.storage._claims import FileClaims
 from fluidml.storage._runindex import META_DIR, RunIndex
 from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, ResultsStore, StoreContext
 
@@ -119,6 +120,10 @@ class LocalFileStore(ResultsStore):
                                       run_name, counter)
         return StoreContext(run_dir=os.path.join(self.base_dir, task_name, dir_name),
                             sweep_counter=dir_name.rpartition("-")[2])
+
+    def claims(self) -> "FileClaims":
+        """Where drivers sharing this directory claim runs (see ``_claims.py``)."""
+        return FileClaims(self._index.meta_dir, self._index.locked)
 
     def stored_configs(self, task_name: str) -> Iterator[Dict]:
         """The unique configs of the task's runs (read from their config.json files)."""

@@ -26,6 +26,7 @@ from typing import Any, Dict, Iterable, Iterator, NamedTuple, Optional, Tuple
 
 from fluidml.config import HashedConfig, hashed_config
 from fluidml.exception import ResultsStoreError
+from fluidml.storage._claims import MongoClaims
 from fluidml.storage._mongo_objects import decode, encode, file_id
 from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, ResultsStore, StoreContext
 
@@ -363,6 +364,10 @@ class MongoDBStore(ResultsStore):
             if doc is None:
                 doc = self._ensure_run(task_name, config)
         return StoreContext(run_dir=None, sweep_counter=doc.get("sweep_counter"))
+
+    def claims(self) -> "MongoClaims":
+        """Where drivers sharing this collection claim runs: each run document's ``claim`` field."""
+        return MongoClaims(self)
 
     def stored_configs(self, task_name: str) -> Iterable[Dict]:
         """The unique configs of the task's runs that hold objects."""

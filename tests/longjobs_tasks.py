@@ -76,3 +76,15 @@ def timed_flaky(counter, task):
     if _attempt(counter) == 1:
         time.sleep(120)
     task.save("done", "status")
+
+
+def terminate_me(task):
+    """Sends SIGTERM to its own process (as `kill` would to the driver) and waits for it."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)
+
+
+def sigterm_handler(task):
+    """Saves the name of the SIGTERM handler its process has while it runs."""
+    handler = signal.getsignal(signal.SIGTERM)
+    task.save(getattr(handler, "__name__", repr(handler)), "handler")

@@ -196,3 +196,36 @@ def test_tmux_panes_close_when_the_driver_is_killed(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         subprocess.run(["tmux", "kill-server"], capture_output=True, env=tmux_env)
+
+
+def test_sigterm_in_this_process_kills_the_task_and_raises_run_terminated(recorder):
+    """flow.run in the main thread: SIGTERM interrupts the running task (KILLED) and run() raises
+    RunTerminated (a SystemExit with code 143); the previous SIGTERM handler is back afterwards."""
+    import longjobs_tasks as lt
+    from fluidml import Flow, TaskSpec
+    from fluidml.exception import RunTerminated
+
+    before = signal.getsignal(signal.SIGTERM)
+    flow = Flow([TaskSpec(task=lt.terminate_me), TaskSpec(task=lt.quick_pid)])
+    with pytest.raises(RunTerminated) as info:
+        flow.run(num_workers=1, observers=[recorder])
+    assert info.value.code == 143 and info.value.signum == signal.SIGTERM
+    assert str(info.value) == "the run was stopped by SIGTERM (exit status 143)"
+    assert recorder.state("terminate_me") == "killed" and recorder.state("quick_pid") == "pending"
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_run_in_another_thread_installs_no_signal_handler():
+    import threading
+
+    import longjobs_tasks as lt
+    from fluidml import Flow, TaskSpec
+
+    seen = {}
+    flow = Flow([TaskSpec(task=lt.sigterm_handler)])
+    seen["main"] = flow.run(num_workers=1)["sigterm_handler"][0].results["handler"]
+    thread = threading.Thread(target=lambda: seen.update(other=flow.run(num_workers=1)["sigterm_handler"][0]))
+    thread.start()
+    thread.join(60)
+    assert seen["main"] == "on_sigterm"
+    assert seen["other"].results["handler"] != "on_sigterm"

@@ -80,7 +80,7 @@ def _apply(task: Task, outcome: Outcome) -> None:
 
 
 #: Seconds before a driver looks again at a task that another driver holds (doubling up to the max).
-RECHECK_FIRST, RECHECK_MAX = 0.2, 2.0
+RECHECK_FIRST, RECHECK_MAX = 0.1, 1.0
 
 
 class _Terminated(KeyboardInterrupt):
@@ -363,8 +363,10 @@ def drive(
                     observer.run_ended(summary)
     except _Terminated as exc:
         raise RunTerminated(exc.signum) from None
-    if run.terminated is not None or isinstance(run.stop_error, _Terminated):
-        raise RunTerminated(run.terminated or getattr(run.stop_error, "signum", signal.SIGTERM)) from None
+    if isinstance(run.stop_error, _Terminated):  # (SIGTERM while a task ran in this process)
+        run.terminated = run.stop_error.signum
+    if run.terminated is not None:
+        raise RunTerminated(run.terminated) from None
     if run.stop_error is not None:
         raise run.stop_error
     return summary

@@ -354,12 +354,15 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
                    run_history=task.run_history)
 
 
+_NO_DEADLINE = contextlib.nullcontext()
+
+
 def _deadline(task: Task, limit: Optional[float], grace: float, in_worker: bool) -> Any:
     """The task's timeout around its code, where this thread can be interrupted (else a warning)."""
     if limit is None:
-        return contextlib.nullcontext()
+        return _NO_DEADLINE
     if not _timeouts.can_interrupt_here():
         logger.warning('Task "%s": its timeout cannot be enforced in this thread (no SIGALRM here); it runs '
                        "without one.", task.unique_name)
-        return contextlib.nullcontext()
+        return _NO_DEADLINE
     return _timeouts.deadline(task.unique_name, limit, grace, in_worker)

@@ -222,6 +222,7 @@ class ProcessExecutor(Executor):
             if worker.job is not None and not worker.ready:
                 _kill_group(worker)
                 self._workers.remove(worker)
+                worker.conn.close()
             elif worker.job is not None:
                 _signal(worker, signal.SIGINT)
         deadline = time.monotonic() + INTERRUPT_GRACE

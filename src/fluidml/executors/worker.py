@@ -47,7 +47,7 @@ DONE, LOG, OUTPUT, CALL, FATAL, READY = "done", "log", "output", "call", "fatal"
 JOB, SPECS, REPLY, STOP = "job", "specs", "reply", "stop"
 
 #: Seconds a worker told to stop (SIGTERM, or its parent died) gives its task before it kills its group.
-ORPHAN_GRACE = 3.0
+ORPHAN_GRACE = 2.0
 _PR_SET_PDEATHSIG = 1
 
 

@@ -138,10 +138,15 @@ class Claims:
         self._held: Dict[Tuple[str, str], Dict] = {}  # (task name, digest) -> unique config
         self._waiting: Set[Tuple[str, str]] = set()  # runs we told the log we wait for
         self._stop = threading.Event()
+        self._beating = False
         _LIVE_TOKENS.add(token)
-        backend.beat(self.holder)
-        self._thread = threading.Thread(target=self._beat, name="fluidml-heartbeat", daemon=True)
-        self._thread.start()
+
+    def _start(self) -> None:
+        """The first heartbeat, and the thread of the next ones (with the first claim: a run that
+        claims nothing, e.g. a cached re-run, writes nothing)."""
+        self.backend.beat(self.holder)
+        self._beating = True
+        threading.Thread(target=self._beat, name="fluidml-heartbeat", daemon=True).start()
 
     def _beat(self) -> None:
         if hasattr(signal, "pthread_sigmask"):  # Ctrl-C and SIGTERM are for the main thread
@@ -157,6 +162,8 @@ class Claims:
         key = (task_name, hashed_config(config).digest)
         if key in self._held:
             return True
+        if not self._beating:
+            self._start()
         holder = self.backend.acquire(task_name, config, self.holder)
         while holder is not None:
             alive, why = LIVENESS.get(holder.get("kind", "driver"), _heartbeat_alive)(
@@ -175,15 +182,21 @@ class Claims:
         return True
 
     def release(self, task_name: str, config: Dict) -> None:
-        """Drops the claim of a run that ended (no-op if it is not held)."""
+        """Drops the claim of a run that ended (no-op if it is not held). A store error is logged:
+        the claim then ends with this driver."""
         found = self._held.pop((task_name, hashed_config(config).digest), None)
         if found is not None:
-            self.backend.release(task_name, found, self.holder)
+            try:
+                self.backend.release(task_name, found, self.holder)
+            except Exception as error:
+                logger.warning("Could not release the claim of a run of task \"%s\": %s", task_name, error)
 
     def close(self) -> None:
         """Releases every claim still held, and ends the heartbeat."""
         self._stop.set()
         _LIVE_TOKENS.discard(self.holder["token"])
+        if not self._beating:
+            return
         try:
             for (task_name, _), config in list(self._held.items()):
                 self.backend.release(task_name, config, self.holder)

@@ -80,7 +80,7 @@ def test_a_holder_on_another_host_lives_while_its_heartbeat_is_fresh(shared_stor
 def test_other_kinds_of_holders_are_judged_by_their_registered_check(shared_store, monkeypatch):
     """A claim held by e.g. a Slurm job lives as long as the check registered for its kind says."""
     queued = {"4242"}
-    monkeypatch.setitem(_claims.LIVENESS, "slurm", lambda holder, age: (holder["job"] in queued, "its job ended"))
+    monkeypatch.setitem(_claims.LIVENESS, "slurm", lambda holder, age_of: (holder["job"] in queued, "its job ended"))
     backend = shared_store().claims()
     backend.acquire("train", CONFIG, {"kind": "slurm", "token": "slurm-4242", "job": "4242"})
     claims = Claims(shared_store().claims(), "driver")

@@ -214,9 +214,7 @@ class _Run:
             else:
                 self.complete(task_id, cached)
             return None
-        retries = self._retries(task)
-        if retries:
-            task._attempts = []
+        task._attempts = [] if self._retries(task) else None  # (attempts are recorded for these)
         return self._remember(Job(task_id, task, refs, self.store, reason))
 
     def _remember(self, job: Job) -> Job:

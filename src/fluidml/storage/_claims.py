@@ -20,6 +20,7 @@ per claimed run under ``<base_dir>/.fluidml/claims/``, created with ``O_EXCL``: 
 task) and ``MongoClaims`` (a ``claim`` field of the run's document, set by one atomic update).
 """
 
+import functools
 import json
 import logging
 import os
@@ -45,8 +46,9 @@ HEARTBEAT_INTERVAL = 15.0
 STALE_AFTER = 90.0
 
 Holder = Dict[str, Any]
-#: Liveness checkers by holder kind: (holder, its heartbeat age or None) -> (alive, why not).
-LIVENESS: Dict[str, Callable[[Holder, Optional[float]], Tuple[bool, str]]] = {}
+#: Liveness checks by holder kind: (holder, a function that reads its heartbeat's age in seconds,
+#: None without one) -> (alive, why not).
+LIVENESS: Dict[str, Callable[[Holder, Callable[[], Optional[float]]], Tuple[bool, str]]] = {}
 
 _HOST = socket.gethostname()
 _LIVE_TOKENS: Set[str] = set()  # drivers of this process that are running now
@@ -99,17 +101,18 @@ def _process_alive(pid: int, started: Optional[str]) -> bool:
     return started is None or _process_started(pid) in (None, started)
 
 
-def _driver_alive(holder: Holder, age: Optional[float]) -> Tuple[bool, str]:
+def _driver_alive(holder: Holder, age_of: Callable[[], Optional[float]]) -> Tuple[bool, str]:
     if holder.get("token") in _LIVE_TOKENS:
         return True, ""
     if holder.get("host") == _HOST and isinstance(holder.get("pid"), int):
         if holder["pid"] != os.getpid() and _process_alive(holder["pid"], holder.get("started")):
             return True, ""
         return False, f"its process (pid {holder['pid']}) is gone"
-    return _heartbeat_alive(holder, age)
+    return _heartbeat_alive(holder, age_of)
 
 
-def _heartbeat_alive(holder: Holder, age: Optional[float]) -> Tuple[bool, str]:
+def _heartbeat_alive(holder: Holder, age_of: Callable[[], Optional[float]]) -> Tuple[bool, str]:
+    age = age_of()
     if age is None:
         return False, "it has no heartbeat"
     if age > STALE_AFTER:
@@ -166,8 +169,8 @@ class Claims:
             self._start()
         holder = self.backend.acquire(task_name, config, self.holder)
         while holder is not None:
-            alive, why = LIVENESS.get(holder.get("kind", "driver"), _heartbeat_alive)(
-                holder, self.backend.heartbeat_age(str(holder.get("token"))))
+            age_of = functools.partial(self.backend.heartbeat_age, str(holder.get("token")))
+            alive, why = LIVENESS.get(holder.get("kind", "driver"), _heartbeat_alive)(holder, age_of)
             if alive:
                 if key not in self._waiting:
                     self._waiting.add(key)

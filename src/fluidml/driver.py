@@ -5,6 +5,7 @@ the observers (logging, progress displays) what happened. It never looks inside 
 
 import contextlib
 import dataclasses
+import functools
 import heapq
 import signal
 import threading
@@ -162,7 +163,8 @@ class _Run:
     def _loop(self, executor: Executor) -> None:
         in_flight = 0
         while True:
-            self._wake()
+            if self.timers:
+                self._wake()
             while in_flight < executor.capacity and self.scheduler.has_ready():
                 job = self._job(self.scheduler.pop_ready())
                 if job is None:
@@ -194,18 +196,15 @@ class _Run:
         or another driver holds it. A task's next attempt starts in a cleared run."""
         task = self.tasks[task_id]
         task.state = TaskState.SCHEDULED
-        again = self.retry_jobs.pop(task_id, None)
-        if again is not None:
+        if task_id in self.retry_jobs:
+            job = self.retry_jobs.pop(task_id)[0]
             reset_run(task, self.store)
-            return self._remember(again[0])
-        refs, recheck = self.deferred.pop(task_id, (None, RECHECK_FIRST))
-        if refs is None:
-            refs = self._prepare(task)
-        claims = self.claims
+            self.jobs[task_id] = job
+            return job
+        refs, recheck = self.deferred.pop(task_id) if task_id in self.deferred else (self._prepare(task), RECHECK_FIRST)
         claim: Optional[Callable[[], bool]] = None
-        if claims is not None:
-            def claim() -> bool:
-                return claims.claim(task.name, task.unique_name, task._uc())
+        if self.claims is not None:
+            claim = functools.partial(self.claims.claim, task.name, task.unique_name, task._uc())
         cached, reason = plan_task(task, refs, self.store, claim)
         if cached is not None:
             if cached.state == TaskState.PENDING:  # another driver runs it: look again later
@@ -214,12 +213,12 @@ class _Run:
             else:
                 self.complete(task_id, cached)
             return None
-        task._attempts = [] if self._retries(task) else None  # (attempts are recorded for these)
-        return self._remember(Job(task_id, task, refs, self.store, reason))
-
-    def _remember(self, job: Job) -> Job:
-        if job.task._attempts is not None:
-            self.jobs[job.task_id] = job
+        job = Job(task_id, task, refs, self.store, reason)
+        if (self.default_retries if task._requests is None else self._retries(task)) > 0:
+            task._attempts = []  # (attempts are recorded for tasks that may retry)
+            self.jobs[task_id] = job
+        else:
+            task._attempts = None
         return job
 
     def _retries(self, task: Task) -> int:
@@ -273,9 +272,10 @@ class _Run:
             self.scheduler.retry(task_id)
             task.state = TaskState.PENDING
             return
-        if outcome.state == TaskState.FAILED and self.jobs and self._retry(task_id, outcome):
-            return
-        self.jobs.pop(task_id, None)
+        if self.jobs:
+            if outcome.state == TaskState.FAILED and self._retry(task_id, outcome):
+                return
+            self.jobs.pop(task_id, None)
         _apply(task, outcome)
         if self.claims is not None and not outcome.cached:
             self.claims.release(task.name, task._uc())

@@ -221,12 +221,9 @@ def info_record(task: Task, store: ResultsStore, error: Optional[BaseException] 
     ).model_dump(mode="json")
     history = task.run_history
     info["run_history"] = history if store.keeps_objects else plain_history(history)
-    extra: Dict[str, Any] = {}
     if task._attempts is not None:
         this_one = attempt_record(len(task._attempts) + 1, error, task.started, task.ended)
-        extra["attempts"] = [*task._attempts, this_one]
-    if extra:
-        info["fluidml"] = extra
+        info["fluidml"] = {"attempts": [*task._attempts, this_one]}
     return info
 
 
@@ -329,7 +326,7 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
         inputs = gather_inputs(task, predecessors, store)
         task.state = TaskState.RUNNING
         logger.info('Started task "%s" (%s)', task.unique_name, reason)
-        with _deadline(task, limit, grace, in_worker):
+        with _NO_DEADLINE if limit is None else _deadline(task, limit, grace, in_worker):
             task._init_user_task()
             task.run(**inputs)
     except KeyboardInterrupt as exc:
@@ -357,10 +354,8 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
 _NO_DEADLINE = contextlib.nullcontext()
 
 
-def _deadline(task: Task, limit: Optional[float], grace: float, in_worker: bool) -> Any:
+def _deadline(task: Task, limit: float, grace: float, in_worker: bool) -> Any:
     """The task's timeout around its code, where this thread can be interrupted (else a warning)."""
-    if limit is None:
-        return _NO_DEADLINE
     if not _timeouts.can_interrupt_here():
         logger.warning('Task "%s": its timeout cannot be enforced in this thread (no SIGALRM here); it runs '
                        "without one.", task.unique_name)

@@ -49,14 +49,14 @@ def test_a_claim_whose_process_is_gone_is_taken_over(shared_store, caplog):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     backend = shared_store().claims()
-    holder = {"kind": "driver", "token": "gone-driver", "host": _claims._HOST, "pid": dead.pid, "started": None,
+    holder = {"kind": "driver", "token": "gone-driver", "host": _claims._host(), "pid": dead.pid, "started": None,
               "run": "old"}
     backend.beat(holder)
     assert backend.acquire("train", CONFIG, holder) is None
     claims = Claims(shared_store().claims(), "new")
     try:
         assert claims.claim("train", "train-1", CONFIG)
-        assert (f'Task "train-1": taking over its claim from run "old" (pid {dead.pid} on {_claims._HOST}), as its '
+        assert (f'Task "train-1": taking over its claim from run "old" (pid {dead.pid} on {_claims._host()}), as its '
                 f"process (pid {dead.pid}) is gone.") in caplog.text
     finally:
         claims.close()

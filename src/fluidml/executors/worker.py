@@ -16,7 +16,6 @@ report to, and writing to the closed pipe would only print tracebacks.
 
 import atexit
 import contextlib
-import ctypes
 import io
 import itertools
 import logging
@@ -243,6 +242,8 @@ def _follow_parent(parent_pid: Optional[int], lifeline: Any) -> None:
     with contextlib.suppress(OSError, AttributeError):
         os.setpgid(0, 0)
     if sys.platform.startswith("linux"):
+        import ctypes
+
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     if lifeline is not None:

@@ -24,9 +24,7 @@ import functools
 import json
 import logging
 import os
-import secrets
 import signal
-import socket
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -50,7 +48,6 @@ Holder = Dict[str, Any]
 #: None without one) -> (alive, why not).
 LIVENESS: Dict[str, Callable[[Holder, Callable[[], Optional[float]]], Tuple[bool, str]]] = {}
 
-_HOST = socket.gethostname()
 _LIVE_TOKENS: Set[str] = set()  # drivers of this process that are running now
 
 
@@ -82,6 +79,14 @@ class ClaimBackend(ABC):
         """Removes the holder's heartbeat (it ends)."""
 
 
+@functools.lru_cache(maxsize=None)
+def _host() -> str:
+    """This machine's host name (socket is imported only when claims are made)."""
+    import socket
+
+    return socket.gethostname()
+
+
 def _process_started(pid: int) -> Optional[str]:
     """The start time of a process on Linux (to tell a pid that was reused), else None."""
     try:
@@ -104,7 +109,7 @@ def _process_alive(pid: int, started: Optional[str]) -> bool:
 def _driver_alive(holder: Holder, age_of: Callable[[], Optional[float]]) -> Tuple[bool, str]:
     if holder.get("token") in _LIVE_TOKENS:
         return True, ""
-    if holder.get("host") == _HOST and isinstance(holder.get("pid"), int):
+    if holder.get("host") == _host() and isinstance(holder.get("pid"), int):
         if holder["pid"] != os.getpid() and _process_alive(holder["pid"], holder.get("started")):
             return True, ""
         return False, f"its process (pid {holder['pid']}) is gone"
@@ -135,8 +140,8 @@ class Claims:
 
     def __init__(self, backend: ClaimBackend, run_name: str):
         self.backend = backend
-        token = f"{_HOST}-{os.getpid()}-{secrets.token_hex(4)}"
-        self.holder: Holder = {"kind": "driver", "token": token, "host": _HOST, "pid": os.getpid(),
+        token = f"{_host()}-{os.getpid()}-{os.urandom(4).hex()}"
+        self.holder: Holder = {"kind": "driver", "token": token, "host": _host(), "pid": os.getpid(),
                                "started": _process_started(os.getpid()), "run": run_name}
         self._held: Dict[Tuple[str, str], Dict] = {}  # (task name, digest) -> unique config
         self._waiting: Set[Tuple[str, str]] = set()  # runs we told the log we wait for

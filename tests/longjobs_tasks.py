@@ -88,3 +88,13 @@ def sigterm_handler(task):
     """Saves the name of the SIGTERM handler its process has while it runs."""
     handler = signal.getsignal(signal.SIGTERM)
     task.save(getattr(handler, "__name__", repr(handler)), "handler")
+
+
+def die_with_child(marker, task):
+    """Starts a child process, records its pid in ``marker``, then kills its own worker."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    Path(marker).write_text(str(child.pid))
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -229,3 +229,25 @@ def test_a_run_in_another_thread_installs_no_signal_handler():
     thread.join(60)
     assert seen["main"] == "on_sigterm"
     assert seen["other"].results["handler"] != "on_sigterm"
+
+
+def test_what_a_task_started_dies_with_its_worker(tmp_path):
+    """A worker that dies (here: SIGKILL from its own task) takes the processes its task started
+    with it: they are in its process group."""
+    import longjobs_tasks as lt
+    from fluidml import Flow, TaskSpec
+    from fluidml.exception import TaskFailedError
+
+    marker = tmp_path / "child"
+    with pytest.raises(TaskFailedError, match="was ended by SIGKILL"):
+        Flow([TaskSpec(task=lt.die_with_child, config={"marker": str(marker)})]).run(executor="processes")
+    child = int(marker.read_text())
+    child_proc = (child, _stat(child)[19]) if os.path.exists(f"/proc/{child}") else (child, "")
+    deadline = time.monotonic() + 5
+    try:
+        while alive(child_proc):
+            assert time.monotonic() < deadline, "the task's child outlived its worker"
+            time.sleep(0.05)
+    finally:
+        if alive(child_proc):
+            os.kill(child, signal.SIGKILL)

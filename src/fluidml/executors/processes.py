@@ -299,8 +299,8 @@ class ProcessExecutor(Executor):
     def _died(self, worker: _Worker) -> None:
         """A worker process ended unasked: its task fails (killed after its timeout's grace, or lost
         with its worker), what the task started is ended, and a fresh worker takes its place."""
+        _kill_group(worker)  # (before it is reaped: its group id is still its own)
         worker.process.join(EXIT_GRACE)  # its exit code tells how it ended
-        _kill_group(worker)
         self._workers.remove(worker)
         if worker in self._idle:
             self._idle.remove(worker)

@@ -326,9 +326,13 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
         inputs = gather_inputs(task, predecessors, store)
         task.state = TaskState.RUNNING
         logger.info('Started task "%s" (%s)', task.unique_name, reason)
-        with _NO_DEADLINE if limit is None else _deadline(task, limit, grace, in_worker):
+        if limit is None:
             task._init_user_task()
             task.run(**inputs)
+        else:
+            with _deadline(task, limit, grace, in_worker):
+                task._init_user_task()
+                task.run(**inputs)
     except KeyboardInterrupt as exc:
         state, error, trace = TaskState.KILLED, exc, _user_traceback(exc)
     except _timeouts.Overtime as exc:
@@ -351,13 +355,10 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
                    run_history=task.run_history)
 
 
-_NO_DEADLINE = contextlib.nullcontext()
-
-
 def _deadline(task: Task, limit: float, grace: float, in_worker: bool) -> Any:
     """The task's timeout around its code, where this thread can be interrupted (else a warning)."""
     if not _timeouts.can_interrupt_here():
         logger.warning('Task "%s": its timeout cannot be enforced in this thread (no SIGALRM here); it runs '
                        "without one.", task.unique_name)
-        return _NO_DEADLINE
+        return contextlib.nullcontext()
     return _timeouts.deadline(task.unique_name, limit, grace, in_worker)

@@ -68,6 +68,15 @@ def at_least(limit: float, unit: str) -> Target:
     return check
 
 
+def near_size(fraction: float) -> Target:
+    """Target: a speedup of at least ``fraction`` × the size (e.g. N drivers: about N times faster)."""
+
+    def check(size, value, _values):
+        return f"≥ {fraction * size:.2f}× ({fraction:g} × {size})", value is not None and value >= fraction * size
+
+    return check
+
+
 def flat_in_size(factor: float = 2.0) -> Target:
     """Target: it runs, and the cost per task stays within ``factor`` of the cost at the smallest size."""
 
@@ -227,6 +236,20 @@ SCENARIOS = [
         metrics=(
             Metric("us_per_task", "sequential, `MongoDBStore` (nx-27017), {size} trivial tasks", "us/task"),
             Metric("cached_us_per_task", "fully cached re-run, `MongoDBStore` (nx-27017), {size} tasks", "us/task"),
+        ),
+    ),
+    Scenario(
+        name="drivers",
+        script="bench_drivers.py",  # driver processes of its own; the original has no claims
+        sizes=(2, 3),
+        quick_sizes=(2,),
+        original_max=0,
+        original_note="no claims in 0.3.4: every driver runs every task",
+        metrics=(
+            Metric("one_seconds", "48 tasks of 0.25 s on a `LocalFileStore`, 1 driver process", "s"),
+            Metric("n_seconds", "the same sweep, {size} driver processes started together", "s"),
+            Metric("speedup", "{size} drivers on one store: speedup over 1", "x", near_size(0.75),
+                   higher_is_better=True),
         ),
     ),
     Scenario(

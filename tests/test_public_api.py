@@ -39,9 +39,12 @@ def test_version_and_typing_marker():
 
 
 def test_every_exception_is_a_fluidml_error():
-    """All public exceptions derive from FluidmlError."""
+    """All public exceptions derive from FluidmlError, except RunTerminated, a SystemExit (an
+    uncaught one ends the process with its status, without a traceback)."""
     for name in exception.__all__:
-        assert issubclass(getattr(exception, name), exception.FluidmlError)
+        expected = SystemExit if name == "RunTerminated" else exception.FluidmlError
+        assert issubclass(getattr(exception, name), expected)
+    assert exception.RunTerminated(15).code == 143 and not issubclass(exception.RunTerminated, Exception)
 
 
 def test_optional_dependencies_are_not_imported():

@@ -97,3 +97,24 @@ def test_long_chain_is_handled_without_recursion():
         s.finished(task_id)
         count += 1
     assert count == n
+
+
+def test_retry_puts_a_running_id_back_at_the_end_of_the_ready_queue():
+    """retry(): the id runs again after the ids already ready; its successors keep waiting."""
+    s = Scheduler([[], [], [0]])
+    first = s.pop_ready()
+    s.retry(first)
+    assert list(s.ready) == [1, 0] and s.running == set() and s.waiting == {2: 1}
+    assert s.pop_ready() == 1 and s.pop_ready() == 0
+    s.finished(1)
+    assert s.finished(0) == [2]
+
+
+def test_a_retried_id_after_stop_counts_as_pending():
+    """A job that never started, put back after stop(), is never handed out and is pending."""
+    s = Scheduler([[], [0]])
+    task_id = s.pop_ready()
+    s.stop()
+    s.retry(task_id)
+    assert s.done and not s.has_ready()
+    assert s.pending == [0, 1]

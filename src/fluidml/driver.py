@@ -8,25 +8,30 @@ runs is checked once more in a store that other processes may write too (``proce
 stored info as it is then, and which of its predecessors really ran.
 """
 
-import logging
+import contextlib
+import dataclasses
+import datetime
+import functools
+import heapq
+import signal
+import threading
 import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
-from fluidml.exception import StoreUnavailableError, error_text
+from fluidml.exception import RunTerminated, StoreUnavailableError, error_text
 from fluidml.executors.base import Executor, Job
 from fluidml.identity import Record, with_known_hash
 from fluidml.planner import FORCED, PlanEntry, Planned, damage_check, decide, plan_tasks, read_stored
-from fluidml.runner import Outcome, PredecessorRef, plan_task
+from fluidml.runner import Outcome, PredecessorRef, attempt_record, plan_task, reset_run
 from fluidml.scheduler import Scheduler
+from fluidml.storage._claims import Claims, claims_for
 from fluidml.storage.base import ResultsStore
 from fluidml.task import Task, TaskState
 
 __all__ = ["RunObserver", "RunSummary", "drive"]
-
-logger = logging.getLogger("fluidml.flow")
 
 
 @dataclass
@@ -66,6 +71,10 @@ class RunObserver:
     def task_upstream_failed(self, task: Task, failed: Task) -> None:
         """A task will not run because ``failed``, one of its ancestors, failed."""
 
+    def task_retried(self, task: Task, outcome: Outcome, attempt: int, attempts: int, wait: float) -> None:
+        """An attempt of a task failed (``outcome``) and attempt number ``attempt`` of at most
+        ``attempts`` follows in ``wait`` seconds."""
+
     def run_ended(self, summary: RunSummary) -> None:
         """The run is over (also after an error)."""
 
@@ -80,16 +89,54 @@ def _apply(task: Task, outcome: Outcome) -> None:
         task.started, task.ended = outcome.started, outcome.ended
 
 
+#: Seconds before a driver looks again at a task that another driver holds (doubling up to the max).
+RECHECK_FIRST, RECHECK_MAX = 0.1, 1.0
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM during a run: stops it as Ctrl-C does; ``drive`` turns it into ``RunTerminated``."""
+
+    def __init__(self, signum: int):
+        super().__init__()
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _sigterm_stops_the_run() -> Iterator[None]:
+    """While the run goes on, SIGTERM acts as Ctrl-C (main thread only; the old handler comes back)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise _Terminated(signum)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 class _Run:
-    """The state of one run of the driver loop."""
+    """The state of one run of the driver loop.
+
+    Besides the scheduler's sets it keeps: ``timers`` (a heap of (time, task id): failed attempts
+    waiting for their retry, and tasks held by another driver waiting to be looked at again; both
+    stay "running" in the scheduler until their time, then go back to its ready queue),
+    ``retry_jobs`` (task id -> its job, for tasks whose next attempt is due) and ``deferred``
+    (task id -> its predecessors' addresses, for tasks another driver holds).
+    """
 
     def __init__(self, tasks: Sequence[Task], store: ResultsStore, summary: RunSummary,
-                 exit_on_error: bool, observers: Sequence[RunObserver], cache: str):
+                 exit_on_error: bool, observers: Sequence[RunObserver], cache: str = "config",
+                 default_retries: int = 0):
         self.tasks = tasks
         self.store = store
         self.summary = summary
         self.exit_on_error = exit_on_error
         self.observers = observers
+        self.default_retries = default_retries
         self.index = {id(task): i for i, task in enumerate(tasks)}
         self.scheduler = Scheduler([[self.index[id(p)] for p in task.predecessors] for task in tasks])
         self.unprepared = [len(succs) for succs in self.scheduler.successors]  # successors not yet prepared
@@ -104,6 +151,12 @@ class _Run:
                 self.records.setdefault(task.name, record)
         self.plan: List[Planned] = []
         self.ran: Dict[int, str] = {}  # task id -> why it was dispatched
+        self.terminated: Optional[int] = None  # the signal that stopped the run
+        self.claims: Optional[Claims] = None
+        self.timers: List[Tuple[float, int]] = []
+        self.jobs: Dict[int, Job] = {}  # jobs in flight of tasks that may be retried
+        self.retry_jobs: Dict[int, Tuple[Job, Outcome]] = {}  # (job, last outcome) of tasks to run again
+        self.deferred: Dict[int, Tuple[List[PredecessorRef], float]] = {}  # (refs, next wait)
 
     def make_plan(self) -> None:
         """Plans every task (one read of each stored info) and puts the plan in the summary."""
@@ -115,53 +168,103 @@ class _Run:
     def loop(self, executor: Executor) -> None:
         """Hands ready tasks to the executor (or completes them from the store) until none is left.
 
-        Ctrl-C stops handing out tasks; the executor stops those in flight (they become KILLED),
-        and the run ends with ``KeyboardInterrupt``.
+        Ctrl-C (and SIGTERM) stops handing out tasks; the executor stops those in flight (they
+        become KILLED), tasks that never started stay pending, and the run ends with
+        ``KeyboardInterrupt``.
         """
         try:
             self._loop(executor)
         except KeyboardInterrupt as exc:
+            if isinstance(exc, _Terminated):
+                self.terminated = exc.signum
             self.scheduler.stop()
             for completion in executor.cancel():
                 self.complete(completion.task_id, completion.outcome)
+            for task_id in sorted(self.scheduler.running - set(self.retry_jobs)):  # never started here
+                self.scheduler.retry(task_id)
+                self.tasks[task_id].state = TaskState.PENDING
             if self.stop_error is None:
                 self.stop_error = exc
 
     def _loop(self, executor: Executor) -> None:
         in_flight = 0
         while True:
+            if self.timers:
+                self._wake()
             while in_flight < executor.capacity and self.scheduler.has_ready():
-                task_id = self.scheduler.pop_ready()
-                task = self.tasks[task_id]
-                task.state = TaskState.SCHEDULED
-                predecessors = self._prepare(task_id, task)
-                planned = self.plan[task_id]
-                try:
-                    if planned.runs and self.store.process_safe:  # (other processes may have changed the run)
-                        planned = self._recheck(task_id, task)
-                    cached = plan_task(task, predecessors, self.store, planned)
-                except StoreUnavailableError as exc:  # nothing can run: stop, the task never started
-                    self._stop(exc)
-                    task.state = self.summary.states[task.unique_name] = TaskState.PENDING
+                job = self._job(self.scheduler.pop_ready())
+                if job is None:
                     continue
-                except Exception as exc:  # e.g. a full disk while creating its run: the task fails
-                    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-                    cached = Outcome(TaskState.FAILED, error=exc, traceback=trace, reason="planning")
-                self.plan[task_id] = planned._replace(stored=None)  # (acted on: the task holds what it needs)
-                if cached is not None:
-                    self.complete(task_id, cached)
-                    continue
-                self.ran[task_id] = planned.reason
-                executor.submit(Job(task_id, task, predecessors, self.store, planned.reason))
-                self.submitted.add(task_id)
+                executor.submit(job)
                 in_flight += 1
                 for observer in self.observers:
-                    observer.task_submitted(task)
+                    observer.task_submitted(job.task)
+            wait = self.timers[0][0] - time.monotonic() if self.timers and not self.scheduler.stopped else None
             if in_flight == 0:
-                return
-            completion = executor.next_completed()
+                if wait is None:
+                    return
+                time.sleep(max(0.0, wait))
+                continue
+            completion = executor.next_completed() if wait is None else executor.next_completed(max(0.0, wait))
+            if completion is None:
+                continue
             in_flight -= 1
             self.complete(completion.task_id, completion.outcome)
+
+    def _wake(self) -> None:
+        """Tasks whose timer is due go back to the scheduler's ready queue."""
+        now = time.monotonic()
+        while self.timers and self.timers[0][0] <= now:
+            self.scheduler.retry(heapq.heappop(self.timers)[1])
+
+    def _job(self, task_id: int) -> Optional[Job]:
+        """The job of a task handed out by the scheduler; None when the task completed from the store
+        or another driver holds it. A task's next attempt starts in a cleared run."""
+        task = self.tasks[task_id]
+        task.state = TaskState.SCHEDULED
+        if task_id in self.retry_jobs:
+            job = self.retry_jobs.pop(task_id)[0]
+            reset_run(task, self.store)
+            self.jobs[task_id] = job
+            return job
+        deferred = task_id in self.deferred
+        refs, recheck = self.deferred.pop(task_id) if deferred else (self._prepare(task_id, task), RECHECK_FIRST)
+        claim: Optional[Callable[[], bool]] = None
+        if self.claims is not None:
+            claim = functools.partial(self.claims.claim, task.name, task.unique_name, task._uc())
+        planned = self.plan[task_id]
+        try:
+            if planned.runs and (self.store.process_safe or deferred):  # (other processes may have changed it)
+                planned = self._recheck(task_id, task)
+            cached = plan_task(task, refs, self.store, planned, claim)
+        except StoreUnavailableError as exc:  # nothing can run: stop, the task never started
+            self._stop(exc)
+            task.state = self.summary.states[task.unique_name] = TaskState.PENDING
+            return None
+        except Exception as exc:  # e.g. a full disk while creating its run: the task fails
+            trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            cached = Outcome(TaskState.FAILED, error=exc, traceback=trace, reason="planning")
+        self.plan[task_id] = planned._replace(stored=None)  # (acted on: the task holds what it needs)
+        if cached is not None:
+            if cached.state == TaskState.PENDING:  # another driver runs it: look again later
+                self.deferred[task_id] = (refs, min(RECHECK_MAX, 2 * recheck))
+                heapq.heappush(self.timers, (time.monotonic() + recheck, task_id))
+            else:
+                self.complete(task_id, cached)
+            return None
+        self.ran[task_id] = planned.reason
+        self.submitted.add(task_id)
+        job = Job(task_id, task, refs, self.store, planned.reason)
+        if (self.default_retries if task._requests is None else self._retries(task)) > 0:
+            task._attempts = []  # (attempts are recorded for tasks that may retry)
+            self.jobs[task_id] = job
+        else:
+            task._attempts = None
+        return job
+
+    def _retries(self, task: Task) -> int:
+        requests = task._requests
+        return self.default_retries if requests is None else requests.retries_or(self.default_retries)
 
     def _prepare(self, task_id: int, task: Task) -> List[PredecessorRef]:
         """Gives the task its unique config (with the hash the plan computed) and collects its
@@ -205,15 +308,50 @@ class _Run:
         if damaged:
             return planned._replace(stored=stored)
         ran = [self.ran.get(self.index[id(p)]) for p in task.predecessors]  # (None: served from the store)
-        upstream = list(dict.fromkeys(p.name for p, why in zip(task.predecessors, ran) if why not in (None, FORCED)))
+        started = _started(stored)  # a stored run made after a predecessor ran here already used its results
+        upstream = list(dict.fromkeys(p.name for p, why in zip(task.predecessors, ran) if why not in (None, FORCED)
+                                      and not (started is not None and p.ended is not None and p.ended <= started)))
         runs, reason, damage = decide(stored, task.name, self.records.get(task.name, {"pinned": {}}), self.cache,
                                       bool(task.force), upstream, damage_check(self.store, task, uc, log=False))
         return Planned(runs, reason, stored, planned.hash, planned.digest, damage)
 
-    def complete(self, task_id: int, outcome: Outcome) -> None:
-        """Takes a task's outcome: updates the task, the scheduler and the summary; tells observers."""
+    def _retry(self, task_id: int, outcome: Outcome) -> bool:
+        """Schedules the next attempt of a failed task if it has one left and the failure is worth
+        it (its worker died, or its exception is in ``retry_on``); True if it does."""
+        job = self.jobs.pop(task_id, None)
         task = self.tasks[task_id]
+        if job is None or task._attempts is None or self.scheduler.stopped:
+            return False
+        attempt, attempts = len(task._attempts) + 1, self._retries(task) + 1
+        requests = task._requests
+        retry_on = requests.retry_on if requests is not None else ()
+        if attempt >= attempts or not (outcome.lost or isinstance(outcome.error, retry_on)):
+            return False
+        task._attempts.append(attempt_record(attempt, outcome.error, outcome.started, outcome.ended))
+        wait = requests.retry_wait(attempt + 1) if requests is not None else 0.0
+        for observer in self.observers:
+            observer.task_retried(task, outcome, attempt + 1, attempts, wait)
+        reason = job.reason.partition("; attempt ")[0]
+        self.retry_jobs[task_id] = (dataclasses.replace(job, reason=f"{reason}; attempt {attempt + 1} of {attempts}"),
+                                    outcome)
+        heapq.heappush(self.timers, (time.monotonic() + wait, task_id))
+        return True
+
+    def complete(self, task_id: int, outcome: Outcome) -> None:
+        """Takes a task's outcome: updates the task, the scheduler and the summary; tells observers.
+        A PENDING outcome is a job the executor never started: it goes back to the ready queue."""
+        task = self.tasks[task_id]
+        if outcome.state == TaskState.PENDING:
+            self.scheduler.retry(task_id)
+            task.state = TaskState.PENDING
+            return
+        if self.jobs:
+            if outcome.state == TaskState.FAILED and self._retry(task_id, outcome):
+                return
+            self.jobs.pop(task_id, None)
         _apply(task, outcome)
+        if self.claims is not None and not outcome.cached:
+            self.claims.release(task.name, task._uc())
         self.summary.states[task.unique_name] = outcome.state
         lost_ids: List[int] = []
         if outcome.state == TaskState.FINISHED:
@@ -237,6 +375,27 @@ class _Run:
             for observer in self.observers:
                 observer.task_upstream_failed(lost, task)
 
+    def end(self) -> None:
+        """Settles what the loop left when it stopped: tasks held by another driver were not run
+        here (pending); tasks still waiting for another attempt end FAILED (their last attempt's
+        outcome), their successors pending. Releases the claims."""
+        for task_id in self.deferred:
+            if task_id in self.scheduler.running:
+                self.scheduler.retry(task_id)
+                self.tasks[task_id].state = TaskState.PENDING
+        for task_id, (_, outcome) in sorted(self.retry_jobs.items()):
+            task = self.tasks[task_id]
+            _apply(task, outcome)
+            if self.claims is not None:
+                self.claims.release(task.name, task._uc())
+            self.summary.states[task.unique_name] = outcome.state
+            _record_failure(self.summary, task, outcome)
+            for observer in self.observers:
+                observer.task_ended(task, outcome, self.finished, len(self.tasks))
+        self.retry_jobs.clear()
+        if self.claims is not None:
+            self.claims.close()
+
 
 def drive(
     tasks: Sequence[Task],
@@ -251,31 +410,54 @@ def drive(
 
     The run is planned first (``summary.plan``): tasks the planner finds cached complete without
     being dispatched. ``cache="code"`` makes the code versions recorded on the specs part of the
-    decision. A failure stops handing out new tasks when ``exit_on_error`` is set (a kill always
-    does); the first such error is then re-raised after running tasks have reported back.
+    decision. A failure stops
+    handing out new tasks when ``exit_on_error`` is set (a kill always does); the first such
+    error is then re-raised after running tasks have reported back. A failed attempt runs again
+    as its ``Requests`` say (retries; ``executor.default_retries`` when they do not). On a store
+    that keeps claims, each task this run executes is claimed first, so that drivers sharing the
+    store run it once. SIGTERM stops the run as Ctrl-C does and raises ``RunTerminated``.
     """
-    run = _Run(tasks, store, summary, exit_on_error, observers, cache)
+    run = _Run(tasks, store, summary, exit_on_error, observers, cache, getattr(executor, "default_retries", 0))
     for task in tasks:
         task.state = TaskState.PENDING
-    planning_error: Optional[BaseException] = None
     try:
-        run.make_plan()
-    except Exception as exc:  # a store that cannot be read fails the run here, before anything started
-        planning_error = run.stop_error = exc
-    for observer in observers:
-        observer.run_started(summary)
-    try:
-        if planning_error is None:
-            with executor:
-                run.loop(executor)
-    finally:
-        run.settle()
-        summary.duration = time.monotonic() - summary.started
-        for observer in observers:
-            observer.run_ended(summary)
+        with _sigterm_stops_the_run():
+            planning_error: Optional[BaseException] = None
+            try:
+                run.make_plan()
+            except Exception as exc:  # a store that cannot be read fails the run here, before anything started
+                planning_error = run.stop_error = exc
+            for observer in observers:
+                observer.run_started(summary)
+            try:
+                if planning_error is None:
+                    run.claims = claims_for(store, summary.run_name)
+                    with executor:
+                        run.loop(executor)
+            finally:
+                run.end()
+                run.settle()
+                summary.duration = time.monotonic() - summary.started
+                for observer in observers:
+                    observer.run_ended(summary)
+    except _Terminated as exc:
+        raise RunTerminated(exc.signum) from None
+    if isinstance(run.stop_error, _Terminated):  # (SIGTERM while a task ran in this process)
+        run.terminated = run.stop_error.signum
+    if run.terminated is not None:
+        raise RunTerminated(run.terminated) from None
     if run.stop_error is not None:
         raise run.stop_error
     return summary
+
+
+def _started(stored: Optional[Dict[str, Any]]) -> Optional[datetime.datetime]:
+    """When a stored run started (another driver may have made it during this run), or None."""
+    text = stored.get("started") if stored is not None else None
+    try:
+        return datetime.datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def _record_failure(summary: RunSummary, task: Task, outcome: Outcome) -> None:

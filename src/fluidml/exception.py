@@ -13,6 +13,7 @@ Hierarchy::
     ├── TaskResultKeyAlreadyExists   two predecessors provide the same input name
     ├── TaskResultObjectMissing      a required input was not saved by any predecessor
     ├── TaskFailedError              a task's worker died, or its exception could not be transported
+    ├── TaskTimeoutError             a task ran past its ``Requests(timeout=...)``
     ├── ResultsStoreError            a results store cannot read or write (disk full, permission denied, ...)
     │   ├── StoredResultDamaged      a stored object or run info the store lists cannot be read (missing,
     │   │                            truncated, wrong size or checksum, wrong shape)
@@ -20,6 +21,9 @@ Hierarchy::
     ├── UnknownNameError             a task, run, object or table column that was asked for is not there
     │                                (also a LookupError; the message lists what is)
     └── TmuxError                    a tmux command failed
+
+    SystemExit
+    └── RunTerminated                a signal (SIGTERM) stopped Flow.run(); exits with 128 + signal number
 
 Every error carries ``task_name``, ``key`` and ``config_hash`` (``None`` where they do not apply),
 puts them in its message with what to do, and survives pickling (it travels from worker processes).
@@ -34,6 +38,7 @@ __all__ = [
     "NoTasksError",
     "ResultsStoreError",
     "RunConfigError",
+    "RunTerminated",
     "StoreUnavailableError",
     "StoredResultDamaged",
     "TaskFailedError",
@@ -41,6 +46,7 @@ __all__ = [
     "TaskResultKeyAlreadyExists",
     "TaskResultObjectMissing",
     "TaskSpecError",
+    "TaskTimeoutError",
     "TmuxError",
     "UnknownNameError",
 ]
@@ -102,6 +108,42 @@ class TaskResultObjectMissing(FluidmlError):
 class TaskFailedError(FluidmlError):
     """A task failed without an exception of its own to show: its worker process died, or its exception
     could not be sent from the worker (the message then holds the original traceback text)."""
+
+
+class TaskTimeoutError(FluidmlError):
+    """A task ran longer than its ``Requests(timeout=...)``: it was interrupted at the deadline (its
+    ``finally`` blocks ran), or killed when it did not stop within the grace period. ``key`` is
+    ``"timeout"``; ``limit`` holds the timeout in seconds."""
+
+    def __init__(self, message: str = "", *, limit: Optional[float] = None, **fields: Any):
+        fields.setdefault("key", "timeout")
+        super().__init__(message, **fields)
+        self.limit = limit
+
+
+class RunTerminated(SystemExit):
+    """``Flow.run()`` was stopped by a signal (SIGTERM): its running tasks were stopped as on Ctrl-C
+    and marked KILLED. ``code`` is 128 + the signal number (143 for SIGTERM), so an uncaught one
+    ends the process with that status and without a traceback."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return f"the run was stopped by {_signal_name(self.signum)} (exit status {128 + self.signum})"
+
+    def __reduce__(self) -> Any:
+        return type(self), (self.signum,)
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 class ResultsStoreError(FluidmlError):

@@ -296,7 +296,7 @@ class Flow:
             parsed = {name: Requests.of(value, name) for name, value in requests.items()}
             return {name: value for name, value in parsed.items() if value is not None}
         except TaskSpecError as exc:
-            raise RunConfigError(str(exc), task_name=exc.task_name, key="requests") from None
+            raise RunConfigError(str(exc), task_name=exc.task_name, key=exc.key or "requests") from None
 
     def _forced_specs(self, force: Optional[Union[str, List[str]]]) -> Set[str]:
         if force is None:

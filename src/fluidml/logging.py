@@ -102,6 +102,14 @@ def configure_logging(level: Union[str, int] = "INFO", rich_logging: bool = True
         install(extra_lines=2)
 
 
+def _first_line(error: Any) -> str:
+    """``ConnectionError: refused`` (the first line of its message), or "" without an error."""
+    if error is None:
+        return ""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 def _progress(finished: int, total: int) -> str:
     return f"[{finished}/{total} - {round(100 * finished / total)}%]"
 
@@ -124,10 +132,16 @@ class LoggingObserver(RunObserver):
                         task.unique_name, task.unique_config_hash, _progress(finished, total))
         elif outcome.state == TaskState.FINISHED:
             logger.info('Finished task "%s" %s', task.unique_name, _progress(finished, total))
+        elif outcome.state == TaskState.KILLED:  # where it was interrupted is noise: it was asked to stop
+            logger.error('Task "%s" was killed (%s).', task.unique_name, _first_line(outcome.error) or "interrupted")
         else:
-            verb = "was killed" if outcome.state == TaskState.KILLED else "failed"
             text = (outcome.traceback or str(outcome.error)).rstrip()
-            logger.error('Task "%s" %s:\n%s', task.unique_name, verb, text)
+            logger.error('Task "%s" failed:\n%s', task.unique_name, text)
+
+    def task_retried(self, task: Task, outcome: Outcome, attempt: int, attempts: int, wait: float) -> None:
+        after = f" in {wait:g} s" if wait else ""
+        logger.warning("%s: attempt %d of %d%s after %s", task.unique_name, attempt, attempts, after,
+                       _first_line(outcome.error) or outcome.state.value)
 
     def task_upstream_failed(self, task: Task, failed: Task) -> None:
         logger.warning('Task "%s" will not run: its upstream task "%s" failed.', task.unique_name, failed.unique_name)

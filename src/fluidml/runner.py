@@ -4,6 +4,7 @@ executor runs it: input gathering, the user's ``__init__`` and ``run()``, the ``
 bookkeeping).
 """
 
+import contextlib
 import datetime
 import logging
 import os
@@ -11,8 +12,9 @@ import re
 import traceback
 import typing
 from dataclasses import dataclass
-from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence
 
+from fluidml import _timeouts
 from fluidml._metadict import MetaDict
 from fluidml._provenance import run_extras
 from fluidml.config import copy_json
@@ -24,7 +26,7 @@ from fluidml.planner import Planned
 from fluidml.storage.base import TASK_INFO, LazySweep, Promise, ResultsStore, Sweep
 from fluidml.task import Task, TaskInfo, TaskState, _FunctionTask, plain_history
 
-__all__ = ["Outcome", "PredecessorRef", "RunHistory", "error_text", "gather_inputs", "info_record", "plan_task",
+__all__ = ["Outcome", "PredecessorRef", "RunHistory", "gather_inputs", "info_record", "plan_task", "reset_run",
            "run_task"]
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class Outcome:
     run_history: Optional[Mapping[str, str]] = None
     #: The store could not record the task's state: the run stops whatever exit_on_error says.
     store_failed: bool = False
+    lost: bool = False  # the worker process or node died under it (always worth another attempt)
 
 
 _LAZY_TEXT = re.compile(r"\b(Promise|FilePromise|LazySweep)\b")
@@ -221,7 +224,9 @@ def _merged_history(task: Task, predecessors: Sequence[PredecessorRef]) -> RunHi
 def info_record(task: Task, store: ResultsStore, error: Optional[BaseException] = None,
                 trace: Optional[str] = None) -> Dict[str, Any]:
     """The task's ``TaskInfo`` as the dict stores keep (``fluidml_info``), with the run's extra data
-    under ``"fluidml"`` (``_provenance.run_extras``: unique name, host, pid, worker, version, error).
+    under ``"fluidml"`` (``_provenance.run_extras``: unique name, host, pid, worker, version, error;
+    the code versions it ran with; ``"attempts"`` for tasks that may be retried, ``error`` being
+    this attempt's).
 
     Built without validating (the values are the driver's own). ``run_history`` stays shared for
     stores that keep Python objects as they are (``store.keeps_objects``); others get a plain dict.
@@ -237,7 +242,20 @@ def info_record(task: Task, store: ResultsStore, error: Optional[BaseException] 
     record = run_record(task)  # the code that made the run (see identity.py)
     if record:
         info["fluidml"].update((key, value) for key, value in record.items() if value)
+    if task._attempts is not None:
+        this_one = attempt_record(len(task._attempts) + 1, error, task.started, task.ended)
+        info["fluidml"]["attempts"] = [*task._attempts, this_one]
     return info
+
+
+def attempt_record(number: int, error: Optional[BaseException], started: Optional[datetime.datetime],
+                   ended: Optional[datetime.datetime]) -> Dict[str, Any]:
+    """One entry of ``"fluidml"."attempts"``: its number, its error's type and message (None when
+    it finished), its start and end (ISO text)."""
+    return {"attempt": number, "error_type": type(error).__name__ if error is not None else None,
+            "message": str(error)[:2000] if error is not None else None,
+            "started": started.isoformat() if started is not None else None,
+            "ended": ended.isoformat() if ended is not None else None}
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -255,14 +273,16 @@ def _user_traceback(exc: BaseException) -> str:
 
 
 def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore,
-              planned: Planned) -> Optional[Outcome]:
+              planned: Planned, claim: Optional[Callable[[], bool]] = None) -> Optional[Outcome]:
     """Acts on the planner's decision for the task, before dispatch; the driver calls it, so workers
     never race.
 
     A cached task completes from its stored run: the outcome is returned. A task that runs gets its
-    run prepared and ``None`` is returned: a stored run is cleared first (``delete_run``; the run
-    keeps its run name and counter, so it is re-made in place), then the run gets its store
-    context (run directory, sweep counter) and its run history. Errors of the store propagate.
+    run prepared and ``None`` is returned: ``claim`` (several drivers on one store) is asked first,
+    and when it says no, another driver holds the task and a PENDING outcome comes back; then a
+    stored run is cleared (``delete_run``; the run keeps its run name and counter, so it is re-made
+    in place: every attempt starts clean), and the run gets its store context (run directory, sweep
+    counter) and its run history. Errors of the store propagate.
     """
     uc = task._uc()
     stored = planned.stored
@@ -274,40 +294,70 @@ def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: Results
         task.state = TaskState.FINISHED
         return Outcome(TaskState.FINISHED, cached=True, reason=planned.reason, run_name=task.run_name,
                        sweep_counter=task.sweep_counter, run_history=task.run_history)
+    if claim is not None and not claim():
+        return Outcome(TaskState.PENDING, reason="held by another driver")
     if stored is not None:
-        store.delete_run(task.name, uc)  # every run starts clean
+        store.delete_run(task.name, uc)  # every run starts clean (after the claim: it may be another driver's)
+    _open_run(task, store)
+    if task.run_history is None:
+        task.run_history = _merged_history(task, predecessors)
+    return None
+
+
+def reset_run(task: Task, store: ResultsStore) -> None:
+    """Clears what a failed attempt left in the task's run and opens it again (same directory name
+    and counter), so that the next attempt starts clean."""
+    store.delete_run(task.name, task._uc())
+    _open_run(task, store)
+
+
+def _open_run(task: Task, store: ResultsStore) -> None:
+    """Creates the run in the store (a file store names its directory after the run name)."""
+    uc = task._uc()
     if hasattr(store, "run_info"):  # a file store names a new run dir after it (the original's run_info)
         store.run_info = TaskInfo.model_construct(  # what naming needs, without validating our own values
             project_name=task.project_name or "", run_name=task.run_name or "", sweep_counter=task.sweep_counter)
     context = store.get_context(task.name, uc)
     if context is not None:
         task.sweep_counter = context.sweep_counter
-    if task.run_history is None:
-        task.run_history = _merged_history(task, predecessors)
-    return None
 
 
-def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore, reason: str = "") -> Outcome:
+def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore, reason: str = "",
+             in_worker: bool = False, grace: Optional[float] = None) -> Outcome:
     """Runs one planned task (see ``plan_task``): gathers its inputs, calls the user's ``__init__``
     and ``run()``, and saves its ``TaskInfo``. Executors call it in the process they own.
 
     Exceptions of the task become a FAILED outcome (KILLED for ``KeyboardInterrupt``; a
     ``SystemExit`` fails the task as a ``TaskFailedError``). A store that fails to record the run
-    fails it too, and the outcome says so (``store_failed``): the run stops.
+    fails it too, and the outcome says so (``store_failed``): the run stops. A
+    ``Requests(timeout=...)`` is enforced around ``__init__`` and ``run()`` (see ``_timeouts``;
+    ``in_worker``: this process may be ended by it; ``grace``: seconds between the interrupt and the
+    end, default ``TIMEOUT_GRACE``).
     """
     task.started, task.ended = datetime.datetime.now(), None
     error: Optional[BaseException] = None
     trace: Optional[str] = None
     state = TaskState.FINISHED
+    limit = task._requests.timeout if task._requests is not None else None
+    grace = _timeouts.TIMEOUT_GRACE if grace is None else grace
     try:
         store.begin_attempt(task.name, task._uc())
         inputs = gather_inputs(task, predecessors, store)
         task.state = TaskState.RUNNING
         logger.info('Started task "%s" (%s; config %s)', task.unique_name, reason, task.unique_config_hash)
-        task._init_user_task()
-        task.run(**inputs)
+        if limit is None:
+            task._init_user_task()
+            task.run(**inputs)
+        else:
+            with _deadline(task, limit, grace, in_worker):
+                task._init_user_task()
+                task.run(**inputs)
     except KeyboardInterrupt as exc:
         state, error, trace = TaskState.KILLED, exc, _user_traceback(exc)
+    except _timeouts.Overtime as exc:
+        assert limit is not None
+        error = _timeouts.overtime_error(task.unique_name, limit, grace, "stopped by a second interrupt")
+        state, trace = TaskState.FAILED, _user_traceback(error.with_traceback(exc.__traceback__))
     except SystemExit as exc:  # sys.exit() in a task ends the task, not the run's process
         error = TaskFailedError(f'Task "{task.unique_name}" called sys.exit({exc.code!r}); a task ends by returning '
                                 f"or by raising an exception, so it failed.", task_name=task.unique_name)
@@ -331,3 +381,12 @@ def run_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsS
     return Outcome(state, reason=reason, error=error, traceback=trace, run_name=task.run_name,
                    sweep_counter=task.sweep_counter, started=task.started, ended=task.ended,
                    run_history=task.run_history, store_failed=store_failed)
+
+
+def _deadline(task: Task, limit: float, grace: float, in_worker: bool) -> Any:
+    """The task's timeout around its code, where this thread can be interrupted (else a warning)."""
+    if not _timeouts.can_interrupt_here():
+        logger.warning('Task "%s": its timeout cannot be enforced in this thread (no SIGALRM here); it runs '
+                       "without one.", task.unique_name)
+        return contextlib.nullcontext()
+    return _timeouts.deadline(task.unique_name, limit, grace, in_worker)

@@ -19,6 +19,9 @@ Moves::
                      (returned, in successor order)
     failed(id)       running -> failed; every not-yet-started descendant -> upstream_failed
                      (returned, in task order)
+    retry(id)        running -> ready again, at the end of the FIFO: an attempt that failed and
+                     may run again, or a job that never started (after stop() it stays unissued,
+                     so it counts as pending); its successors keep waiting
     stop()           no further pop_ready(); running ids still report back
 """
 
@@ -94,6 +97,11 @@ class Scheduler:
                 lost.append(succ)
                 stack.extend(self.successors[succ])
         return sorted(lost)
+
+    def retry(self, task_id: int) -> None:
+        """Puts a running id back into the ready FIFO (to run again, or as never started)."""
+        self.running.remove(task_id)
+        self.ready.append(task_id)
 
     def stop(self) -> None:
         """Hands out nothing more; ids already running still report back."""

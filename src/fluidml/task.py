@@ -10,7 +10,7 @@ import datetime
 import inspect
 from abc import ABC, abstractmethod
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, Type, TypeVar
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -141,6 +141,7 @@ class Task(DependencyMixin, ABC):
         self._meta_config: Optional[MetaDict] = None
         self._spec: Optional["TaskSpec"] = None
         self._requests: Optional[Any] = None  # what the run asks a cluster for (fluidml.Requests)
+        self._attempts: Optional[List[Dict[str, Any]]] = None  # earlier attempts of a task that may retry
         if unique_config is not None:
             self.unique_config = unique_config
         if config is not None:

@@ -162,10 +162,12 @@ class _TaskLogHandler(logging.StreamHandler):
         self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
 
 
-def run_remote(payload: bytes, specs_ref: List[Any], store_ref: List[Any], run: Optional[Tuple], log_level: int) -> Any:
+def run_remote(payload: bytes, specs_ref: List[Any], store_ref: List[Any], run: Optional[Tuple], log_level: int,
+               grace: Optional[float] = None) -> Any:
     """Runs one task in a Ray worker and returns its packed ``Outcome``. For a store that stays in
     the driver, ``run`` is (the task's run key, its objects already stored, its ``Upstream`` runs),
-    and the task's writes and ``RunNode`` are returned too."""
+    and the task's writes and ``RunNode`` are returned too. ``grace``: the timeout's grace period
+    (after it, a task that ignored its timeout ends this worker process)."""
     allocation = _allocation()
     os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(allocation.gpu_ids)  # CUDA sees only the task's GPUs
     root = logging.getLogger()
@@ -175,7 +177,7 @@ def run_remote(payload: bytes, specs_ref: List[Any], store_ref: List[Any], run: 
     writes: List[Write] = []
     try:
         store = _fetched(store_ref) if run is None else RayRunStore(run[2], {run[0]: run[1]}, writes)
-        outcome = _run(payload, _fetched(specs_ref, load_specs), store, allocation)
+        outcome = _run(payload, _fetched(specs_ref, load_specs), store, allocation, grace)
     except BaseException as exc:  # e.g. the task's module is missing here: the task fails, Ray's worker lives on
         state = TaskState.KILLED if isinstance(exc, KeyboardInterrupt) else TaskState.FAILED
         text = traceback.format_exc()
@@ -194,13 +196,14 @@ def run_remote(payload: bytes, specs_ref: List[Any], store_ref: List[Any], run: 
     return packed if run is None else (packed, writes, RunNode(run[0], run[2]))
 
 
-def _run(payload: bytes, specs: Sequence[Any], store: ResultsStore, allocation: Allocation) -> Outcome:
+def _run(payload: bytes, specs: Sequence[Any], store: ResultsStore, allocation: Allocation,
+         grace: Optional[float]) -> Outcome:
     task, predecessors, reason = pickle.loads(payload)
     resolve_specs(task, specs)
     task.results_store = store
     task.resource = allocation
     try:
-        return run_task(task, predecessors, store, reason)
+        return run_task(task, predecessors, store, reason, in_worker=True, grace=grace)
     except Exception as exc:  # the store failed (e.g. its server went away)
         return Outcome(TaskState.FAILED, reason=reason, error=exc, traceback=traceback.format_exc(),
                        run_name=task.run_name, sweep_counter=task.sweep_counter, run_history=task.run_history)

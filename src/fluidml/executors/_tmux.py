@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from typing import List, Optional
 
@@ -54,9 +55,12 @@ class TmuxPanes:
         for path in log_files:
             open(path, "w").close()
         panes = cls(session, directory, log_files)
+        # GNU tail ends with this process (--pid), so the panes close even if it is killed
+        follow = f"--pid={os.getpid()} " if sys.platform.startswith("linux") else ""
         try:
             for i, path in enumerate(log_files):
-                command = f"printf 'worker-{i + 1}\\n'; exec tail -n +1 -F {_quote(path)}"
+                command = (f"printf 'worker-{i + 1}\\n'; tail -n +1 -F {follow}{_quote(path)}; "
+                           f"rm -rf {_quote(directory)}")
                 if i == 0:
                     _tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", command)
                 elif i % max_panes_per_window == 0:

@@ -7,7 +7,7 @@ cluster only differ in how they implement these calls.
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, List
+from typing import Any, List, Optional
 
 from fluidml.runner import Outcome, PredecessorRef
 from fluidml.storage.base import ResultsStore
@@ -37,11 +37,18 @@ class Completion:
 
 
 class Executor(ABC):
-    """Runs jobs; ``capacity`` of them may be in flight at once."""
+    """Runs jobs; ``capacity`` of them may be in flight at once.
+
+    Each executor enforces a task's ``Requests(timeout=...)`` (interrupt at the deadline, end after
+    the grace period) and reports a job whose worker process or node died with ``outcome.lost``;
+    the driver decides about retries.
+    """
 
     capacity: int = 1
     #: Where tasks run, for the run's log (e.g. "in this process").
     description: str = ""
+    #: Retries of a task whose requests do not say (``Requests(retries=None)``).
+    default_retries: int = 0
 
     def start(self) -> None:
         """Prepares the executor (e.g. starts workers); called once before the first job."""
@@ -51,12 +58,15 @@ class Executor(ABC):
         """Accepts a job; must not block on its execution beyond the executor's own capacity."""
 
     @abstractmethod
-    def next_completed(self) -> Completion:
-        """Blocks until one submitted job has completed and returns its report."""
+    def next_completed(self, timeout: Optional[float] = None) -> Optional[Completion]:
+        """Blocks until one submitted job has completed and returns its report; None if ``timeout``
+        seconds passed first (the driver has a timer of its own, e.g. a retry's delay)."""
 
     def cancel(self) -> List[Completion]:
-        """Ctrl-C: stops the jobs in flight and returns their completions (KILLED, or finished if they
-        got there first). Nothing runs in the background of an in-process executor."""
+        """Ctrl-C: stops the jobs in flight and returns the completions of those that started
+        (KILLED, or finished if they got there first); jobs that never started are not reported
+        (the driver counts them as not run). Nothing runs in the background of an in-process
+        executor."""
         return []
 
     def shutdown(self) -> None:

@@ -4,9 +4,14 @@ Each worker owns a duplex pipe. A job goes down the pipe (the task without its g
 pickled with cloudpickle); the outcome, log records, printed output and calls to a store that
 lives in this process come back up. The parent waits on all pipes and process sentinels at once,
 so a worker that dies (SIGKILL, segfault, out of memory) is noticed at once and its task fails with
-an error that says so; the run goes on with a fresh worker.
+an error that says so (``outcome.lost``: the driver may run it again); the run goes on with a fresh
+worker. Each worker leads its own process group, and the parent ends the whole group whenever it
+ends a worker, so nothing a task started outlives it; workers follow the parent when it dies (see
+worker.py). A task's timeout is enforced inside its worker, which dies of SIGALRM when the task
+does not stop within the grace period; the parent reports that as ``TaskTimeoutError``.
 """
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -18,16 +23,17 @@ import time
 import traceback
 from collections import deque
 from multiprocessing.connection import wait
-from typing import Any, Deque, Dict, List, Optional
+from typing import Any, Deque, Dict, Iterator, List, Optional
 
 
+from fluidml import _timeouts
 from fluidml.exception import TaskFailedError
 from fluidml.executors import _pickling
 from fluidml.executors._shipping import SpecTable, unshippable_kwarg
 from fluidml.executors._tmux import TmuxPanes
 from fluidml.executors.base import Completion, Executor, Job
 from fluidml.executors.parent_store import answer_call, apply_writes, snapshot
-from fluidml.executors.worker import CALL, DONE, FATAL, JOB, LOG, OUTPUT, REPLY, SPECS, STOP, worker_main
+from fluidml.executors.worker import CALL, DONE, FATAL, JOB, LOG, OUTPUT, READY, REPLY, SPECS, STOP, worker_main
 from fluidml.runner import Outcome
 from fluidml.storage.base import ResultsStore
 from fluidml.task import TaskState
@@ -60,6 +66,7 @@ class _Worker:
         self.conn = conn
         self.job: Optional[Job] = None
         self.specs_sent = 0  # how many of the spec table's specs it has
+        self.ready = False  # it started and reported READY
 
 
 class ProcessExecutor(Executor):
@@ -92,6 +99,9 @@ class ProcessExecutor(Executor):
         self._specs = SpecTable()
         self._setups: List[bytes] = []  # per worker slot: its store, resource and log settings, pickled
         self._started = False
+        self._start_method = start_method
+        self._cancelled = False  # after Ctrl-C, workers go with what their tasks started
+        self._lifeline: Any = None  # (reader, writer): workers hold the reader; its writer closes when we end
 
     # ------------------------------------------------------------------------------ life cycle
 
@@ -103,11 +113,13 @@ class ProcessExecutor(Executor):
         if self._tmux_session is not None:
             self._tmux = TmuxPanes.open(self._tmux_session, self.capacity, self._max_panes)
         store_for_workers = self._store if self._store_in_workers else None
+        self._lifeline = self._context.Pipe(duplex=False)
         for slot in range(self.capacity):
             setup = {
                 "store": store_for_workers, "resource": self._resources[slot],
                 "log_level": logging.getLogger().getEffectiveLevel(),
                 "log_file": self._tmux.log_files[slot] if self._tmux is not None else None,
+                "timeout_grace": _timeouts.TIMEOUT_GRACE,
             }
             try:
                 self._setups.append(_pickling.dumps(setup))
@@ -120,9 +132,15 @@ class ProcessExecutor(Executor):
     def _spawn(self, slot: int) -> _Worker:
         name = f"worker-{slot + 1}"
         parent_conn, child_conn = self._context.Pipe(duplex=True)
-        process = self._context.Process(target=worker_main, args=(child_conn, name, self._setups[slot]),
-                                        name=name, daemon=False)  # not daemonic: tasks may start processes
-        process.start()
+        reader, writer = self._lifeline
+        forked = self._start_method == "fork"
+        args = (child_conn, name, self._setups[slot], reader,
+                None if self._start_method == "forkserver" else os.getpid(),  # (a fork server is its parent)
+                [parent_conn.fileno(), writer.fileno()] if forked else [])
+        process = self._context.Process(target=worker_main, args=args, name=name,
+                                        daemon=False)  # not daemonic: tasks may start processes
+        with _sigint_ignored():
+            process.start()
         child_conn.close()
         worker = _Worker(slot, name, process, parent_conn)
         self._workers.append(worker)
@@ -132,19 +150,25 @@ class ProcessExecutor(Executor):
     def shutdown(self) -> None:
         """Asks idle workers to exit and terminates busy ones. A background thread waits for them
         (their interpreters take a moment to wind down) and kills any that outlive ``EXIT_GRACE``,
-        so ``run()`` returns at once and no process is left behind."""
+        so ``run()`` returns at once and no process is left behind. After Ctrl-C (``cancel``),
+        every worker's group is killed at once: the interrupted tasks reported, and what they
+        started goes with them."""
         for worker in self._workers:
             try:
-                if worker.job is None:
+                if self._cancelled:
+                    _kill_group(worker)
+                elif worker.job is None:
                     worker.conn.send((STOP,))
                 else:
-                    worker.process.terminate()
+                    worker.process.terminate()  # as if interrupted (see worker.py)
             except OSError:
                 pass
             worker.conn.close()
         processes = [worker.process for worker in self._workers]
         if processes:
-            threading.Thread(target=_reap, args=(processes,), name="fluidml-reaper", daemon=True).start()
+            threading.Thread(target=_reap, args=(processes, self._lifeline), name="fluidml-reaper",
+                             daemon=True).start()
+        self._lifeline = None
         self._workers.clear()
         self._idle.clear()
         if self._tmux is not None:
@@ -179,17 +203,29 @@ class ProcessExecutor(Executor):
         except OSError:  # it died while booting: reported when its sentinel fires
             pass
 
-    def next_completed(self) -> Completion:
+    def next_completed(self, timeout: Optional[float] = None) -> Optional[Completion]:
+        deadline = None if timeout is None else time.monotonic() + timeout
         while not self._completions:
-            self._wait()
+            if deadline is None:
+                self._wait()
+            elif deadline <= time.monotonic():
+                return None
+            else:
+                self._wait(deadline - time.monotonic())
         return self._completions.popleft()
 
     def cancel(self) -> List[Completion]:
         """Ctrl-C: interrupts the running tasks (SIGINT), waits a little for them to report (KILLED
-        or finished), then kills the workers that did not. Returns every outstanding completion."""
-        busy = [w for w in self._workers if w.job is not None]
-        for worker in busy:
-            _signal(worker, signal.SIGINT)
+        or finished), then kills the workers that did not. Returns every outstanding completion;
+        jobs of workers that were still starting never ran and are not reported."""
+        self._cancelled = True
+        for worker in list(self._workers):
+            if worker.job is not None and not worker.ready:
+                _kill_group(worker)
+                self._workers.remove(worker)
+                worker.conn.close()
+            elif worker.job is not None:
+                _signal(worker, signal.SIGINT)
         deadline = time.monotonic() + INTERRUPT_GRACE
         try:
             while any(w.job is not None for w in self._workers) and time.monotonic() < deadline:
@@ -198,7 +234,7 @@ class ProcessExecutor(Executor):
             pass  # a second Ctrl-C: stop waiting
         for worker in self._workers:
             if worker.job is not None:
-                worker.process.kill()
+                _kill_group(worker)
                 self._fail(worker, KeyboardInterrupt(), TaskState.KILLED)
         completions = list(self._completions)
         self._completions.clear()
@@ -246,6 +282,8 @@ class ProcessExecutor(Executor):
             elif kind == CALL:
                 ok, value = answer_call(self._store, message[2])
                 worker.conn.send((REPLY, message[1], ok, value))
+            elif kind == READY:
+                worker.ready = True
             elif kind == FATAL:
                 raise RuntimeError(f"Worker process {worker.name} could not start:\n{message[1]}")
 
@@ -261,37 +299,81 @@ class ProcessExecutor(Executor):
             outcome.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
     def _died(self, worker: _Worker) -> None:
-        """A worker process ended unasked: its task fails, and a fresh worker takes its place."""
+        """A worker process ended unasked: its task fails (killed after its timeout's grace, or lost
+        with its worker), what the task started is ended, and a fresh worker takes its place."""
+        _kill_group(worker)  # (before it is reaped: its group id is still its own)
         worker.process.join(EXIT_GRACE)  # its exit code tells how it ended
         self._workers.remove(worker)
         if worker in self._idle:
             self._idle.remove(worker)
         worker.conn.close()
-        if worker.job is not None:
-            self._fail(worker, TaskFailedError(_death_message(worker)), TaskState.FAILED)
+        job = worker.job
+        limit = job.task._requests.timeout if job is not None and job.task._requests is not None else None
+        if job is not None and limit is not None and worker.process.exitcode == -signal.SIGALRM:
+            error = _timeouts.overtime_error(job.task.unique_name, limit, _timeouts.TIMEOUT_GRACE)
+            self._fail(worker, error, TaskState.FAILED)
+        elif job is not None:
+            self._fail(worker, TaskFailedError(_death_message(worker)), TaskState.FAILED, lost=True)
         else:
             logger.warning("%s", _death_message(worker))
         self._spawn(worker.slot)
 
-    def _fail(self, worker: _Worker, error: BaseException, state: TaskState) -> None:
+    def _fail(self, worker: _Worker, error: BaseException, state: TaskState, lost: bool = False) -> None:
         job = worker.job
         assert job is not None
         worker.job = None
         if isinstance(error, TaskFailedError):
             error.task_name = job.task.unique_name
         text = f"{type(error).__name__}: {error}\n"
-        outcome = Outcome(state, reason=job.reason, error=error, traceback=text)
+        outcome = Outcome(state, reason=job.reason, error=error, traceback=text, lost=lost)
         self._completions.append(Completion(job.task_id, outcome))
 
 
-def _reap(processes: List[Any]) -> None:
-    """Waits for stopped workers to exit; kills those that take longer than ``EXIT_GRACE``."""
+def _reap(processes: List[Any], lifeline: Any) -> None:
+    """Waits for stopped workers to exit; kills (with their groups) those that take longer than
+    ``EXIT_GRACE``; then closes the lifeline."""
     deadline = time.monotonic() + EXIT_GRACE
     for process in processes:
         process.join(max(0.0, deadline - time.monotonic()))
         if process.is_alive():
+            _kill_process_group(process.pid)
             process.kill()
             process.join()
+    if lifeline is not None:
+        for end in lifeline:
+            end.close()
+
+
+def _kill_group(worker: _Worker) -> None:
+    """Kills a worker and everything in its process group."""
+    _kill_process_group(worker.process.pid)
+    with contextlib.suppress(OSError):
+        worker.process.kill()
+
+
+def _kill_process_group(pid: Optional[int]) -> None:
+    if pid is None or not hasattr(os, "killpg"):
+        return
+    with contextlib.suppress(OSError):
+        if os.getpgid(pid) == pid:  # it leads its group (not yet, while it starts)
+            os.killpg(pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Starts a worker with SIGINT ignored (it inherits that through exec, until it installs its own
+    handler), so that a Ctrl-C while it imports prints no traceback. A Ctrl-C meanwhile is held
+    (blocked) and delivered here right after. Only the main thread may change signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _death_message(worker: _Worker) -> str:

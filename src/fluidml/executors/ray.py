@@ -9,6 +9,11 @@ the cluster and carries the data; Ray then carries only the small outcome. Any o
 in the driver: a task's writes come back as a second object (arrays are not copied again), the
 driver applies them to its store, and successors read them through that object's reference.
 
+Retries are fluidml's, as on every executor (each Ray task runs once: ``max_retries=0``), so that
+every attempt is logged, recorded and starts in a cleared run. A task's timeout is enforced inside
+its Ray worker (Ray tells the driver nothing when a queued task starts); a worker that ends after
+the grace period is reported as ``TaskTimeoutError``.
+
 Ray is imported when the executor starts, never by ``import fluidml``.
 """
 
@@ -21,6 +26,7 @@ import time
 import traceback
 from typing import Any, Dict, List, Optional, Tuple
 
+from fluidml import _timeouts
 from fluidml.config import config_digest
 from fluidml.exception import RunConfigError, TaskFailedError
 from fluidml.executors import _pickling
@@ -58,14 +64,15 @@ def _import_ray() -> Any:
 
 
 class _InFlight:
-    """A submitted task: its job and the references to its outcome (and its writes)."""
+    """A submitted task: its job, the references to its outcome (and its writes), when it was sent."""
 
-    __slots__ = ("job", "outcome", "writes")
+    __slots__ = ("job", "outcome", "writes", "sent")
 
     def __init__(self, job: Job, outcome: Any, writes: Any):
         self.job = job
         self.outcome = outcome
         self.writes = writes
+        self.sent = time.monotonic()
 
 
 class RayExecutor(Executor):
@@ -76,9 +83,9 @@ class RayExecutor(Executor):
             started on this machine with ``ray start``), ``"host:6379"`` (the head's GCS), or
             ``"ray://host:10001"`` (Ray Client). ``None``: ``RAY_ADDRESS`` if set, else a new
             local runtime. When Ray is already initialized, that connection is used as it is.
-        max_retries: How often Ray runs a task again when its worker process or node dies
-            (``Requests.retries`` overrides it per task). Exceptions raised by a task are never
-            retried; they fail it.
+        max_retries: How often a task runs again after a failed attempt when its requests do not
+            say (``Requests(retries=...)``): after its worker process or node died, or, with
+            ``Requests(retry_on=...)``, after those exceptions. fluidml retries, not Ray.
         max_in_flight: The most tasks submitted to Ray at once (None: every task that is ready;
             Ray queues them until their resources are free).
         **init_kwargs: Passed to ``ray.init()`` when this executor starts Ray, e.g. ``num_cpus=8``.
@@ -95,7 +102,7 @@ class RayExecutor(Executor):
             raise RunConfigError(f"RayExecutor: max_in_flight must be a positive int, got {max_in_flight!r}.",
                                  key="max_in_flight")
         self.address = address
-        self.max_retries = max_retries
+        self.max_retries = self.default_retries = max_retries
         self.capacity = max_in_flight or sys.maxsize
         self.init_kwargs = init_kwargs
         self.description = f"on Ray ({address or os.environ.get('RAY_ADDRESS') or 'local'})"
@@ -180,7 +187,8 @@ class RayExecutor(Executor):
                 key="requests"))
             return
         try:
-            refs = self._remote.options(**options).remote(payload, self._specs_ref, store_ref, run, self._log_level)
+            refs = self._remote.options(**options).remote(payload, self._specs_ref, store_ref, run, self._log_level,
+                                                          _timeouts.TIMEOUT_GRACE)
         except Exception as exc:  # e.g. Ray rejects an option
             self._fail_now(job, exc)
             return
@@ -193,8 +201,11 @@ class RayExecutor(Executor):
         task_id = job.task_id
         self._in_flight[task_id].outcome.future().add_done_callback(lambda _: self._done.put(task_id))
 
-    def next_completed(self) -> Completion:
-        return self._next(self._done.get())
+    def next_completed(self, timeout: Optional[float] = None) -> Optional[Completion]:
+        try:
+            return self._next(self._done.get(timeout=timeout))
+        except queue.Empty:
+            return None
 
     def cancel(self) -> List[Completion]:
         """Ctrl-C: cancels every task in flight (running ones see ``KeyboardInterrupt``), waits a
@@ -222,11 +233,10 @@ class RayExecutor(Executor):
     # ----------------------------------------------------------------------------------- helpers
 
     def _options(self, task: Task, with_writes: bool) -> Dict[str, Any]:
-        """The Ray options of the task's Ray task: its requests, retries, returns and name."""
+        """The Ray options of the task's Ray task: its requests, returns and name (no retries by Ray)."""
         requests = getattr(task, "_requests", None)
         options: Dict[str, Any] = requests.ray_options() if requests is not None else {}
-        retries = requests.retries if requests is not None and requests.retries is not None else self.max_retries
-        options.update(max_retries=retries, retry_exceptions=False, num_returns=3 if with_writes else 1,
+        options.update(max_retries=0, retry_exceptions=False, num_returns=3 if with_writes else 1,
                        name=task.unique_name)  # the name labels the task's printed lines on the driver
         return options
 
@@ -287,7 +297,15 @@ class RayExecutor(Executor):
                 apply_writes(job.store, writes, encoded=False)
         except Exception as exc:
             state, error = _ray_failure(job.task, exc)
-            return self._completion(job, state, error)
+            completion = self._completion(job, state, error)
+            if isinstance(error, TaskFailedError):
+                limit = job.task._requests.timeout if job.task._requests is not None else None
+                if limit is not None and time.monotonic() - flight.sent >= limit + _timeouts.TIMEOUT_GRACE:
+                    # its worker ended itself when the task outlived its timeout's grace period
+                    timeout = _timeouts.overtime_error(job.task.unique_name, limit, _timeouts.TIMEOUT_GRACE)
+                    return self._completion(job, TaskState.FAILED, timeout)
+                completion.outcome.lost = True
+            return completion
         return Completion(task_id, outcome)
 
     def _fail_now(self, job: Job, error: BaseException) -> None:

@@ -4,6 +4,14 @@ A worker receives jobs from the parent over its pipe, runs each with ``run_task`
 the outcome. Its log records and printed output travel to the parent on the same pipe, labelled
 with the worker's name. A store that only lives in the parent (e.g. an ``InMemoryStore``) is
 reached through a ``ParentStore`` (parent_store.py).
+
+A worker never outlives its parent. It leads its own process group (what its tasks start is in
+it, and goes with it). SIGTERM, which it also gets when the parent dies (``PR_SET_PDEATHSIG`` on
+Linux, and a thread that sees the parent's end of a "lifeline" pipe close, everywhere), stops it as
+if interrupted: a running task gets ``KeyboardInterrupt`` (its ``finally`` blocks run, its run is
+marked KILLED where the store can be written), and ``ORPHAN_GRACE`` seconds later at the latest the
+whole group is killed. A worker whose parent is gone exits without a word: nothing is left to
+report to, and writing to the closed pipe would only print tracebacks.
 """
 
 import atexit
@@ -17,7 +25,8 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from multiprocessing.connection import wait
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from tblib import pickling_support
 
@@ -29,12 +38,21 @@ from fluidml.runner import Outcome, error_text, run_task
 from fluidml.storage.base import ResultsStore
 from fluidml.task import TaskState
 
-__all__ = ["Channel", "pack_outcome", "worker_main"]
+__all__ = ["Channel", "ParentGone", "pack_outcome", "worker_main"]
 
 # Messages from a worker to the parent.
-DONE, LOG, OUTPUT, CALL, FATAL = "done", "log", "output", "call", "fatal"
+DONE, LOG, OUTPUT, CALL, FATAL, READY = "done", "log", "output", "call", "fatal", "ready"
 # Messages from the parent to a worker.
 JOB, SPECS, REPLY, STOP = "job", "specs", "reply", "stop"
+
+#: Seconds a worker told to stop (SIGTERM, or its parent died) gives its task before it kills its group.
+ORPHAN_GRACE = 2.0
+_PR_SET_PDEATHSIG = 1
+
+
+class ParentGone(OSError):
+    """The pipe to the parent is closed: the parent process ended."""
+
 
 class Channel:
     """The worker's end of its pipe. Sends from several threads are serialized, and each store call
@@ -42,18 +60,33 @@ class Channel:
 
     def __init__(self, conn: Any):
         self.conn = conn
+        self.broken = False  # the parent is gone
         self._send_lock = threading.Lock()
         self._call_lock = threading.Lock()
         self._numbers = itertools.count()
 
     def send(self, message: Tuple) -> None:
+        """Sends a message; raises ``ParentGone`` once the parent is gone."""
+        if self.broken:
+            raise ParentGone("the parent process is gone")
         with self._send_lock, _sigint_blocked():
-            self.conn.send(message)
+            try:
+                self.conn.send(message)
+            except (OSError, EOFError) as error:
+                self.broken = True
+                raise ParentGone("the parent process is gone") from error
 
     def send_with_buffers(self, message: Tuple, buffers: List[Any]) -> None:
-        """Sends ``message`` followed by raw ``buffers`` (see ``_pickling.send_with_buffers``)."""
+        """Sends ``message`` followed by raw ``buffers`` (see ``_pickling.send_with_buffers``); raises
+        ``ParentGone`` once the parent is gone."""
+        if self.broken:
+            raise ParentGone("the parent process is gone")
         with self._send_lock, _sigint_blocked():
-            _pickling.send_with_buffers(self.conn, message, buffers)
+            try:
+                _pickling.send_with_buffers(self.conn, message, buffers)
+            except (OSError, EOFError) as error:
+                self.broken = True
+                raise ParentGone("the parent process is gone") from error
 
     def call(self, method: str, args: Tuple, kwargs: Dict[str, Any]) -> Any:
         """Calls ``method`` on the parent's store and returns its result (or raises its error)."""
@@ -79,12 +112,12 @@ class Channel:
 
 @contextlib.contextmanager
 def _sigint_blocked() -> Iterator[None]:
-    """Defers Ctrl-C while a message is written or read during a task (it is delivered right after;
-    outside a task SIGINT is ignored anyway)."""
+    """Defers Ctrl-C, SIGTERM and a timeout's alarm while a message is written or read during a
+    task (they are delivered right after; outside a task SIGINT is ignored anyway)."""
     if not _GATE.busy or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGALRM})
     try:
         yield
     finally:
@@ -109,9 +142,13 @@ class _ForwardingHandler(logging.Handler):
                 record.exc_info = None
             try:
                 self.channel.send((LOG, record))
+            except ParentGone:
+                raise
             except Exception:  # e.g. an unpicklable `extra` value: send the standard fields only
                 plain = {k: v for k, v in vars(record).items() if k in _RECORD_FIELDS}
                 self.channel.send((LOG, logging.makeLogRecord({**plain, "worker": self.worker})))
+        except ParentGone:
+            pass  # nobody left to read it
         except Exception:
             self.handleError(record)
 
@@ -164,7 +201,10 @@ class _OutputWriter(io.TextIOBase):
                 self._send(text)
 
     def _send(self, text: str) -> None:
-        self._channel.send((OUTPUT, self._stream, text))
+        try:
+            self._channel.send((OUTPUT, self._stream, text))
+        except ParentGone:
+            pass  # nobody left to read it
         if self._tee is not None:
             self._tee.write(text)
             self._tee.flush()
@@ -172,19 +212,67 @@ class _OutputWriter(io.TextIOBase):
 
 class _InterruptGate:
     """SIGINT raises KeyboardInterrupt only while a task runs, and only once per task, so that a
-    Ctrl-C from the terminal and the parent's forwarded one do not interrupt the task's cleanup."""
+    Ctrl-C from the terminal and the parent's forwarded one do not interrupt the task's cleanup.
+    SIGTERM stops the worker: it interrupts the task the same way, or ends an idle worker at once,
+    and kills the worker's group after ``ORPHAN_GRACE`` seconds whatever the task does."""
 
     def __init__(self) -> None:
         self.busy = False
         self.interrupted = False
+        self.stopping = False
 
     def install(self) -> None:
         signal.signal(signal.SIGINT, self._handle)
+        signal.signal(signal.SIGTERM, self._stop)
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.busy and not self.interrupted:
             self.interrupted = True
             raise KeyboardInterrupt
+
+    def _stop(self, signum: int, frame: Any) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        logging.raiseExceptions = False  # a record that cannot be sent any more is dropped quietly
+        if not self.busy:
+            _quit()
+        timer = threading.Timer(ORPHAN_GRACE, _quit)
+        timer.daemon = True
+        timer.start()
+        self._handle(signum, frame)
+
+
+def _quit() -> None:
+    """Ends the worker and everything in its process group (what its tasks started), at once."""
+    try:
+        if os.getpgid(0) == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)
+    finally:
+        os._exit(1)
+
+
+def _follow_parent(parent_pid: Optional[int], lifeline: Any) -> None:
+    """Makes the worker leader of its own process group and stop (SIGTERM) when its parent dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpgid(0, 0)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if lifeline is not None:
+        threading.Thread(target=_watch_lifeline, args=(lifeline,), name="fluidml-lifeline", daemon=True).start()
+    if hasattr(signal, "pthread_sigmask"):  # (a mask the parent held while starting us may be inherited)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    if parent_pid is not None and os.getppid() != parent_pid:  # it died before we watched
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _watch_lifeline(lifeline: Any) -> None:
+    """The parent never writes to the lifeline: it becomes readable when the parent's end closes."""
+    wait([lifeline])
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 _GATE = _InterruptGate()
@@ -204,19 +292,30 @@ def _setup_logging(channel: Channel, worker: str, level: int, log_file: Optional
     root.setLevel(level)
 
 
-def worker_main(conn: Any, worker: str, setup: bytes) -> None:
-    """The worker's life: set up from ``setup`` (store, resource, log level, log file), then run jobs
-    until the parent says stop or goes away."""
+def worker_main(conn: Any, worker: str, setup: bytes, lifeline: Any = None, parent_pid: Optional[int] = None,
+                close_fds: Sequence[int] = ()) -> None:
+    """The worker's life: set up from ``setup`` (store, resource, log level, log file, timeout
+    grace), then run jobs until the parent says stop or goes away. ``lifeline``: the pipe whose
+    other end only the parent holds; ``close_fds``: descriptors inherited through fork that are the
+    parent's alone."""
+    for fd in close_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
     channel = Channel(conn)
     gate = _GATE
-    gate.install()
+    gate.install()  # (SIGINT was ignored while this process started: no traceback from a Ctrl-C then)
+    _follow_parent(parent_pid, lifeline)
     try:
         options = pickle.loads(setup)
         store = options["store"] if options["store"] is not None else ParentStore(channel.call)
         resource = options["resource"]
         log_file = open(options["log_file"], "a", encoding="utf-8") if options["log_file"] else None
+        channel.send((READY,))
+    except ParentGone:
+        _quit()
     except BaseException:
-        channel.send((FATAL, traceback.format_exc()))
+        with contextlib.suppress(ParentGone):
+            channel.send((FATAL, traceback.format_exc()))
         return
     _setup_logging(channel, worker, options["log_level"], log_file)
     specs: List[Any] = []
@@ -227,7 +326,7 @@ def worker_main(conn: Any, worker: str, setup: bytes) -> None:
         try:
             message = conn.recv()
         except (EOFError, OSError):
-            return  # the parent is gone: nothing left to report to
+            _quit()  # the parent is gone: nothing left to report to
         if message[0] == SPECS:
             specs = load_specs(message[1])
             continue
@@ -237,7 +336,7 @@ def worker_main(conn: Any, worker: str, setup: bytes) -> None:
         buffers = _pickling.receive_buffers(conn, sizes)
         gate.busy, gate.interrupted = True, False
         try:
-            outcome = _run_job(payload, buffers, specs, store, resource)
+            outcome = _run_job(payload, buffers, specs, store, resource, options.get("timeout_grace"))
         except KeyboardInterrupt as exc:  # interrupted outside the task's own code
             outcome = Outcome(TaskState.KILLED, error=exc, traceback="KeyboardInterrupt\n")
         finally:
@@ -247,7 +346,12 @@ def worker_main(conn: Any, worker: str, setup: bytes) -> None:
         writes = store.take_writes() if isinstance(store, ParentStore) else []
         out_of_band: List[Any] = []
         data = _pack_writes(writes, out_of_band)
-        channel.send_with_buffers((DONE, task_id, pack_outcome(outcome), data), out_of_band)
+        try:
+            channel.send_with_buffers((DONE, task_id, pack_outcome(outcome), data), out_of_band)
+        except ParentGone:
+            _quit()
+        if gate.stopping:
+            _quit()
 
 
 def _exit_now(*streams: Any) -> None:
@@ -260,8 +364,8 @@ def _exit_now(*streams: Any) -> None:
     os._exit(0)
 
 
-def _run_job(payload: bytes, buffers: List[bytearray], specs: List[Any], store: ResultsStore,
-             resource: Any) -> Outcome:
+def _run_job(payload: bytes, buffers: List[bytearray], specs: List[Any], store: ResultsStore, resource: Any,
+             grace: Optional[float]) -> Outcome:
     try:
         task, predecessors, reason, prefetched = pickle.loads(payload, buffers=buffers)
         resolve_specs(task, specs)
@@ -272,7 +376,7 @@ def _run_job(payload: bytes, buffers: List[bytearray], specs: List[Any], store: 
     task.results_store = store
     task.resource = resource
     try:
-        return run_task(task, predecessors, store, reason)
+        return run_task(task, predecessors, store, reason, in_worker=True, grace=grace)
     except Exception as exc:  # the store failed (e.g. its server went away): the task fails, the worker lives on
         return Outcome(TaskState.FAILED, reason=reason, error=exc, traceback=traceback.format_exc(),
                        run_name=task.run_name, sweep_counter=task.sweep_counter, run_history=task.run_history)

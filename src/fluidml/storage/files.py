@@ -32,6 +32,7 @@ from fluidml.storage._runrecords import Entries, RunRecords
 from fluidml.storage.base import (
     SAVED_RESULTS, TASK_INFO, Damage, DeferredObjects, ObjectMeta, ResultsStore, RunRecord, StoreContext, damage_error,
 )
+from fluidml.storage._claims import FileClaims
 
 __all__ = ["File", "FilePromise", "LocalFileStore", "TypeInfo"]
 
@@ -150,6 +151,10 @@ class LocalFileStore(ResultsStore):
             raise ResultsStoreError(f'Task "{task_name}": its run directory cannot be created in {task_dir}: '
                                     f"{_reason(error)}.", task_name=task_name) from error
         return StoreContext(run_dir=os.path.join(task_dir, dir_name), sweep_counter=dir_name.rpartition("-")[2])
+
+    def claims(self) -> "FileClaims":
+        """Where drivers sharing this directory claim runs (see ``_claims.py``)."""
+        return FileClaims(self._index.meta_dir, self._index.locked)
 
     def stored_configs(self, task_name: str) -> Iterator[Dict]:
         """The unique configs of the task's runs (read from their config.json files)."""

@@ -27,6 +27,7 @@ from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tu
 
 from fluidml.config import HashedConfig, hashed_config
 from fluidml.exception import ResultsStoreError, StoredResultDamaged, StoreUnavailableError
+from fluidml.storage._claims import MongoClaims
 from fluidml.storage._mongo_checks import Broken, RunDocs, field_of
 from fluidml.storage._mongo_objects import decode, encode, entry_size, file_id
 from fluidml.storage.base import (
@@ -501,6 +502,10 @@ class MongoDBStore(ResultsStore):
         with self._guard("reading an object of a run", name=name):
             doc = self._collections().runs.find_one({"_id": doc_id, "saved": name}, {_field(name): 1})
         return None if doc is None else ObjectMeta("pickle", entry_size(doc.get(_field(name))))
+
+    def claims(self) -> "MongoClaims":
+        """Where drivers sharing this collection claim runs: each run document's ``claim`` field."""
+        return MongoClaims(self)
 
     def stored_configs(self, task_name: str) -> Iterable[Dict]:
         """The unique configs of the task's runs that hold objects."""

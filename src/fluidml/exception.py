@@ -14,6 +14,8 @@ Hierarchy::
     ├── TaskResultObjectMissing      a required input was not saved by any predecessor
     ├── TaskFailedError              a task's worker died, or its exception could not be transported
     ├── ResultsStoreError            a results store cannot read or write (e.g. its server is unreachable)
+    │   └── StoredResultDamaged      a stored object or info the store lists cannot be read (missing, truncated,
+    │                                wrong size or checksum, unreadable load info)
     └── TmuxError                    a tmux command failed
 
 Every error carries ``task_name``, ``key`` and ``config_hash`` (``None`` where they do not apply),
@@ -29,6 +31,7 @@ __all__ = [
     "NoTasksError",
     "ResultsStoreError",
     "RunConfigError",
+    "StoredResultDamaged",
     "TaskFailedError",
     "TaskNameError",
     "TaskResultKeyAlreadyExists",
@@ -98,6 +101,24 @@ class TaskFailedError(FluidmlError):
 
 class ResultsStoreError(FluidmlError):
     """A results store cannot read or write: its server is unreachable or refused an operation."""
+
+
+class StoredResultDamaged(ResultsStoreError):
+    """A stored object or info that the store lists cannot be read: missing, truncated, of the wrong
+    size or checksum, with unreadable load info, or of the wrong shape. ``location`` is the file or
+    document (a path, a URL or "db/collection/doc")."""
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        task_name: Optional[str] = None,
+        key: Optional[str] = None,
+        config_hash: Optional[str] = None,
+        location: Optional[str] = None,
+    ):
+        super().__init__(message, task_name=task_name, key=key, config_hash=config_hash)
+        self.location = location
 
 
 class TmuxError(FluidmlError):

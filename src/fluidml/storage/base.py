@@ -10,11 +10,11 @@ import contextlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 from fluidml._metadict import MetaDict
 
-__all__ = ["LazySweep", "Promise", "ResultsStore", "StoreContext", "Sweep"]
+__all__ = ["Damage", "LazySweep", "ObjectMeta", "Promise", "ResultsStore", "RunRecord", "StoreContext", "Sweep"]
 
 #: The registry of a run's saved result names, kept in the store next to the results.
 SAVED_RESULTS = ".saved_results"
@@ -54,6 +54,36 @@ class StoreContext:
 
     run_dir: Optional[str] = None
     sweep_counter: Optional[str] = None
+
+
+@dataclass
+class ObjectMeta:
+    """What a store records about one saved object: its type name and size in bytes (None where unknown)."""
+
+    type: Optional[str]
+    size: Optional[int] = None
+
+
+@dataclass
+class RunRecord:
+    """One stored run of a task, as ``ResultsStore.runs`` lists it."""
+
+    task_name: str
+    run_id: str  # e.g. "exp-1-004"
+    unique_config: Dict[str, Any]
+    info: Optional[Dict[str, Any]]  # the stored fluidml_info, None if the run has none (yet)
+    objects: Dict[str, ObjectMeta]
+    location: str  # the run directory, URL or document address
+
+
+@dataclass
+class Damage:
+    """A problem found in a stored run: a listed object or info that is missing or unreadable."""
+
+    task_name: str
+    run_id: str
+    location: str  # the file, URL or document
+    problem: str
 
 
 class ResultsStore(ABC):
@@ -109,6 +139,19 @@ class ResultsStore(ABC):
         Stores that cannot list their runs return nothing; the lookups then need exact configs.
         """
         return ()
+
+    def task_names(self) -> List[str]:
+        """The names of the tasks that have runs in the store."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its tasks: it implements no task_names().")
+
+    def runs(self, task_name: str) -> Iterator[RunRecord]:
+        """The stored runs of a task, with their configs, infos and objects."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list the runs of a task: it implements no runs().")
+
+    def run_damage(self, task_name: str, task_unique_config: Dict, deep: bool = False) -> List[Damage]:
+        """Problems of a finished run: listed objects that are missing or of the wrong size (``deep``:
+        checksums too). Stores that cannot check report none."""
+        return []
 
     # ------------------------------------------------------------------------ derived behaviour
 

@@ -51,6 +51,8 @@ class Raw:
         return self.fs.cat_file(f"{self.root}/{key}")
 
     def write(self, key: str, data: bytes) -> None:
+        if "LocalFileSystem" in type(self.fs).__name__:
+            self.fs.makedirs(f"{self.root}/{key}".rsplit("/", 1)[0], exist_ok=True)
         self.fs.pipe_file(f"{self.root}/{key}", data)
 
     def remove(self, key: str) -> None:

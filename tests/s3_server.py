@@ -34,7 +34,8 @@ def free_port() -> int:
 
 
 def _http(method: str, url: str, data: bytes = b"") -> int:
-    request = urllib.request.Request(url, data=data if method in ("PUT", "POST") else None, method=method)
+    request = urllib.request.Request(url, data=data if method in ("PUT", "POST") else None, method=method,
+                                     headers={"Content-Type": "application/octet-stream"})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status

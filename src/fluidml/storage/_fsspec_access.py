@@ -147,13 +147,14 @@ class FileAccess:
                                      .get("endpoint_url") or "")) or None
 
     def check(self) -> None:
-        """Fails at once, with a clear error, if an S3 bucket is missing or not accessible."""
+        """Fails at once, with a clear error, if an S3 bucket is missing or may not be listed (one
+        request, needing the s3:ListBucket permission that the store needs anyway)."""
         if self.kind != "s3":
             return
-        bucket = self.root.split("/", 1)[0]
+        bucket, key, _ = self.fs.split_path(self.root)
         with self.guard("opening", self.root):
             try:
-                self.fs.call_s3("head_bucket", Bucket=bucket)
+                self.fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1)
             except FileNotFoundError:
                 raise FileNotFoundError(f"The specified bucket {bucket} does not exist") from None
 
@@ -335,6 +336,13 @@ class FileAccess:
             return
         below = self.listing(path, dirs=False)[0]
         self.remove([path] + [f"{path}/{name}" for name in below])
+        if self.kind == "s3":  # uploads a killed process left unfinished (they are invisible, but stored)
+            bucket, key, _ = self.fs.split_path(path)
+            with self.guard("deleting", path):
+                pending = self.fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=key + "/")
+                for upload in pending.get("Uploads", ()):
+                    self.fs.call_s3("abort_multipart_upload", Bucket=bucket, Key=upload["Key"],
+                                    UploadId=upload["UploadId"])
 
     # ------------------------------------------------------------------------------ streams
 

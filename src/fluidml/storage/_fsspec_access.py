@@ -28,8 +28,11 @@ from fluidml.storage._filetypes import remove_path, replace_into_place, temp_pat
 
 __all__ = ["PIECE", "FileAccess", "Sink", "import_driver", "safe_url"]
 
-#: Bytes per piece of a streamed read or write (and the part size of S3 multipart uploads).
+#: Bytes per piece of a streamed write (the part size of S3 multipart uploads: 80 GB objects at most)
+#: and objects read with one request.
 PIECE = 8 << 20
+#: Bytes per request of a streamed read (what a large read holds on top of its target).
+READ_PIECE = 4 << 20
 #: The package and the fluidml extra that bring each protocol.
 _DRIVERS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"),
             "abfs": ("adlfs", "azure"), "abfss": ("adlfs", "azure"), "az": ("adlfs", "azure")}
@@ -106,7 +109,7 @@ class _PieceReader(io.RawIOBase):
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
-        data = self._file.read(min(view.nbytes, PIECE))
+        data = self._file.read(min(view.nbytes, READ_PIECE))
         view[:len(data)] = data
         return len(data)
 
@@ -394,8 +397,8 @@ class FileAccess:
             if self.kind == "memory":
                 file = self.fs.open(path, "rb")
                 return file, file.size
-            file = self.fs.open(path, "rb", block_size=PIECE, cache_type="none")
-            return io.BufferedReader(_PieceReader(file), PIECE), file.size
+            file = self.fs.open(path, "rb", block_size=READ_PIECE, cache_type="none")
+            return io.BufferedReader(_PieceReader(file), READ_PIECE), file.size
 
     def is_storage_error(self, error: BaseException) -> bool:
         """True for errors of the storage service (unreachable, access denied), not of the data."""

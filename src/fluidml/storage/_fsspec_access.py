@@ -18,65 +18,22 @@ do; the values of secret storage options never appear in it.
 import contextlib
 import io
 import os
-import re
 import shutil
 import threading
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from fluidml.exception import FluidmlError, ResultsStoreError
 from fluidml.storage._filetypes import remove_path, replace_into_place, temp_path
+from fluidml.storage._fsspec_errors import S3_CONFIG, bucket_missing, import_driver, safe_url, secrets, storage_error
 
-__all__ = ["PIECE", "FileAccess", "Sink", "import_driver", "safe_url"]
+__all__ = ["PIECE", "READ_PIECE", "FileAccess", "Sink"]
 
 #: Bytes per piece of a streamed write (the part size of S3 multipart uploads: 80 GB objects at most)
 #: and objects read with one request.
 PIECE = 8 << 20
 #: Bytes per request of a streamed read (what a large read holds on top of its target).
 READ_PIECE = 4 << 20
-#: The package and the fluidml extra that bring each protocol.
-_DRIVERS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs"),
-            "abfs": ("adlfs", "azure"), "abfss": ("adlfs", "azure"), "az": ("adlfs", "azure")}
-#: S3 client settings unless the storage options give their own: an unreachable endpoint fails in
-#: seconds (3 attempts), not after botocore's default minute.
-_S3_CONFIG = {"connect_timeout": 5, "read_timeout": 60, "retries": {"max_attempts": 3, "mode": "standard"}}
-_SECRET_WORDS = ("key", "secret", "token", "password", "passwd", "credential", "sas", "signature", "connection")
-_CONNECTION_ERRORS = {"ConnectionError", "EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError",
-                      "ClientConnectorError", "ClientConnectionError", "ServerDisconnectedError", "TimeoutError",
-                      "FSTimeoutError", "ClientOSError"}
 _memory_lock = threading.Lock()  # memory:// lives in this process: its conditional creates need only a lock
-
-
-def safe_url(url: str) -> str:
-    """The URL without user info (``user:password@``) or query (signatures, SAS tokens)."""
-    url = re.sub(r"^([a-zA-Z][\w+.-]*://)[^/@]*@", r"\1", url)
-    return url.split("?", 1)[0]
-
-
-def _secrets(options: Any) -> List[str]:
-    """The string values of options whose names say they are secret, in nested dicts too."""
-    found: List[str] = []
-    if isinstance(options, dict):
-        for name, value in options.items():
-            if isinstance(value, dict):
-                found.extend(_secrets(value))
-            elif isinstance(value, str) and len(value) >= 4 and any(w in str(name).lower() for w in _SECRET_WORDS):
-                found.append(value)
-    return found
-
-
-def import_driver(protocol: str) -> None:
-    try:
-        import fsspec  # noqa: F401
-    except ImportError as error:
-        raise ImportError(f'FsspecStore needs fsspec, which is not installed ({error}). Install it with: '
-                          f'pip install "fluidml[s3]" (or [gcs], [azure]), or pip install fsspec') from error
-    package, extra = _DRIVERS.get(protocol, (None, None))
-    if package is not None:
-        try:
-            __import__(package)
-        except ImportError as error:
-            raise ImportError(f'FsspecStore needs {package} for {protocol}:// URLs, which is not installed '
-                              f'({error}). Install it with: pip install "fluidml[{extra}]"') from error
 
 
 class Sink:
@@ -134,10 +91,9 @@ class FileAccess:
         options = dict(options)
         options.setdefault("use_listings_cache", False)  # other processes change the store: never cache listings
         if protocol in ("s3", "s3a"):
-            config = dict(options.get("config_kwargs") or {})
-            options["config_kwargs"] = {**_S3_CONFIG, **config}
+            options["config_kwargs"] = {**S3_CONFIG, **(options.get("config_kwargs") or {})}
         self.url = safe_url(url).rstrip("/")
-        self._secrets = _secrets(options)
+        self._secrets = secrets(options)
         with self.guard("opening", None):
             self.fs, root = fsspec.core.url_to_fs(url, **options)
         self.root = root.rstrip("/") or root
@@ -159,7 +115,7 @@ class FileAccess:
             try:
                 self.fs.call_s3("list_objects_v2", Bucket=bucket, Prefix=key.rstrip("/") + "/", MaxKeys=1)
             except FileNotFoundError:
-                raise FileNotFoundError(f"The specified bucket {bucket} does not exist") from None
+                raise FileNotFoundError(f"The specified bucket does not exist: {bucket}") from None
 
     # ------------------------------------------------------------------------------ naming, errors
 
@@ -173,14 +129,8 @@ class FileAccess:
             return self.url
         return self.url + "/" + path[len(self.root):].lstrip("/") if path.startswith(self.root) else path
 
-    def scrub(self, text: str) -> str:
-        """``text`` with every secret storage option replaced by ``***``."""
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
-
     @contextlib.contextmanager
-    def guard(self, action: str, path: Optional[str], missing_ok: bool = False) -> Iterator[None]:
+    def guard(self, action: str, path: Optional[str]) -> Iterator[None]:
         """Turns file system errors into a ``ResultsStoreError`` naming the URL and what to do. A
         ``FileNotFoundError`` of a missing object passes (callers decide) unless the bucket is missing."""
         try:
@@ -188,31 +138,13 @@ class FileAccess:
         except FluidmlError:
             raise
         except Exception as error:
-            if isinstance(error, FileNotFoundError) and "bucket" not in str(error).lower():
+            if isinstance(error, FileNotFoundError) and not bucket_missing(error):
                 raise
-            raise self._translate(error, action, path) from None
+            raise self.translate(error, action, path) from None
 
-    def _translate(self, error: Exception, action: str, path: Optional[str]) -> ResultsStoreError:
-        where = self.url_of(path)
-        reason = self.scrub(f"{type(error).__name__}: {error}")
-        endpoint = f" at {self.endpoint}" if self.endpoint else ""
-        names = {cls.__name__ for cls in type(error).__mro__}
-        if isinstance(error, FileNotFoundError):
-            bucket = self.root.split("/", 1)[0]
-            text = (f'The bucket "{bucket}" of {self.url}{endpoint} does not exist ({action} {where}: {reason}). '
-                    f"Create it (for example `aws s3 mb s3://{bucket}`, with --endpoint-url for another S3 "
-                    f"service), or give FsspecStore the URL of an existing bucket.")
-        elif isinstance(error, PermissionError):
-            text = (f"Access denied while {action} {where}{endpoint} ({reason}). The credentials FsspecStore "
-                    f"uses (its storage options or the environment) need to read, write, list and delete "
-                    f"objects under {self.url}.")
-        elif names & _CONNECTION_ERRORS:
-            text = (f"The storage service{endpoint or ' of ' + self.url} cannot be reached while {action} "
-                    f"{where} ({reason}). Check that it is running and reachable from this machine, and that "
-                    f"the endpoint in FsspecStore's options is right; finished runs stay stored.")
-        else:
-            text = f"{action.capitalize()} {where} failed ({reason})."
-        return ResultsStoreError(text)
+    def translate(self, error: Exception, action: str, path: Optional[str]) -> ResultsStoreError:
+        """The ``ResultsStoreError`` for an error of the file system (see ``_fsspec_errors``)."""
+        return storage_error(error, action, self.url_of(path), self.url, self.endpoint, self._secrets)
 
     # ------------------------------------------------------------------------------ whole objects
 
@@ -399,15 +331,6 @@ class FileAccess:
                 return file, file.size
             file = self.fs.open(path, "rb", block_size=READ_PIECE, cache_type="none")
             return io.BufferedReader(_PieceReader(file), READ_PIECE), file.size
-
-    def is_storage_error(self, error: BaseException) -> bool:
-        """True for errors of the storage service (unreachable, access denied), not of the data."""
-        names = {cls.__name__ for cls in type(error).__mro__}
-        return isinstance(error, PermissionError) or bool(names & _CONNECTION_ERRORS)
-
-    def translate(self, error: Exception, action: str, path: Optional[str]) -> ResultsStoreError:
-        """The ``ResultsStoreError`` for a storage error (see ``guard``)."""
-        return self._translate(error, action, path)
 
     def download(self, path: str, local: str) -> None:
         """Copies the object (or every object under ``path``) to the local path ``local``."""

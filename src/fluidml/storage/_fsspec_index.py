@@ -20,15 +20,26 @@ succeeds; the other removes its ``config.json`` and uses the claimed directory.
 import json
 import logging
 import threading
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from fluidml.config import config_digest
 from fluidml.storage._fsspec_access import FileAccess
 from fluidml.storage._runindex import CONFIG_FILE, META_DIR, split_run_dir_name
 
-__all__ = ["RunIndex"]
+__all__ = ["RunIndex", "check_task"]
 
 logger = logging.getLogger(__name__)
+
+_BAD_NAME_CHARS = ("/", "\\", "\x00")
+
+
+def check_task(task_name: Any) -> None:
+    """Raises ValueError for a task name that cannot be a directory name."""
+    if not isinstance(task_name, str) or not task_name or task_name.startswith(".") or any(
+        c in task_name for c in _BAD_NAME_CHARS
+    ):
+        raise ValueError(f"FsspecStore: the task name {task_name!r} cannot be a directory name; use a non-empty "
+                         f"name without path separators that does not start with '.'.")
 
 
 class _TaskRuns:

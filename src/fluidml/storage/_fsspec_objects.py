@@ -26,10 +26,12 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from fluidml.storage._filetypes import File, TypeInfo, remove_path, replace_into_place, temp_path
 from fluidml.storage._fsspec_access import PIECE, FileAccess, Sink
+from fluidml.storage._fsspec_errors import is_storage_error
 from fluidml.storage.base import Promise
 
 __all__ = ["FsspecFile", "FsspecPromise", "ObjectWriter", "crc_text", "entry_from_load_info", "entry_kwargs",
-           "append_start", "digest", "make_entry", "open_stream", "read_object", "reading", "write_object", "writing"]
+           "append_start", "digest", "make_entry", "open_stream", "read_object", "reading", "relative_dir", "write_object",
+           "writing"]
 
 Damaged = Callable[[str], Exception]  # builds the error for a listed object that cannot be read
 _TEXT_OPTIONS = ("encoding", "errors", "newline")
@@ -45,6 +47,15 @@ def make_entry(type_name: str, relative_dir: str, load_kwargs: Optional[Dict], o
     except (TypeError, ValueError):
         entry["kwargs_pickle"] = base64.b64encode(pickle.dumps(kwargs)).decode("ascii")
     return entry
+
+
+def relative_dir(sub_dir: Optional[str], url: str) -> str:
+    if not sub_dir:
+        return "."
+    parts = [p for p in os.fspath(sub_dir).replace("\\", "/").split("/") if p not in ("", ".")]
+    if os.path.isabs(os.fspath(sub_dir)) or ".." in parts:
+        raise ValueError(f"sub_dir {sub_dir!r} leaves the run's directory in {url}; give a relative path inside it.")
+    return "/".join(parts) or "."
 
 
 def entry_kwargs(entry: Dict) -> Tuple[Dict, Dict]:
@@ -264,7 +275,7 @@ def read_object(access: FileAccess, path: str, type_info: TypeInfo, entry: Dict,
         file = reading(stream, type_info, type_info.read_mode(), open_kwargs)
         return type_info.load_fn(file, **load_kwargs)
     except Exception as error:
-        if access.is_storage_error(error):
+        if is_storage_error(error):
             raise access.translate(error, "reading", path) from None
         if hasattr(error, "add_note"):
             error.add_note(f"fluidml: while loading {access.url_of(path)}")

@@ -1,10 +1,14 @@
 """What the files of an ``FsspecStore`` run say: its info and its object entries, and whether the
-objects it lists are there.
+objects it lists are there. One ``RunFiles`` per store and process.
 
 A run's info is ``<run>/fluidml_info.json``; format 2 keeps the entries of its objects under
 ``"fluidml"."objects"`` (their key order is the run's registry of saved results). Runs written in the
 older layout keep the registry in ``.fluidml/.saved_results.json`` and each object's entry in
 ``.fluidml/.<name>_load_info.p``; they read the same way.
+
+While a task runs, the process that writes its run keeps the run's entries here (``pending``) and
+writes them with the info (the run's own task is its only writer); a change to a finished run's
+objects writes its info again at once.
 
 ``damage`` checks a finished run's objects against a listing of the task's prefix, which is kept
 until a run is checked a second time: checking every run of a task costs a request per 1000
@@ -14,7 +18,8 @@ objects, not one per run. A run that looks damaged there is listed again before 
 import json
 import logging
 import pickle
-from typing import Any, Dict, List, Optional, Tuple
+import threading
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from fluidml.exception import StoredResultDamaged
 from fluidml.storage._fsspec_access import FileAccess
@@ -61,6 +66,8 @@ class RunFiles:
 
     def __init__(self, access: FileAccess):
         self._access = access
+        self._pending: Dict[Tuple[str, str], Entries] = {}  # runs this process writes, not yet in an info
+        self._lock = threading.RLock()
         self._listings: Dict[str, Dict[str, int]] = {}  # task -> relative path -> size
         self._checked: Dict[str, set] = {}  # task -> run directories checked against its listing
 
@@ -88,6 +95,52 @@ class RunFiles:
             info = {**info, "fluidml": {**(extra if isinstance(extra, dict) else {}), "format": 2, "objects": entries}}
         self._listings.pop(task_name, None)
         self._access.pipe(self.info_path(task_name, dir_name), json.dumps(info, **kwargs).encode("utf-8"))
+
+    # ------------------------------------------------------------------------------ entries
+
+    def current(self, task_name: str, dir_name: str, info: Optional[Dict] = None) -> Entries:
+        """The run's object entries as this process sees them: its pending ones while it writes the
+        run, else those of the stored info (``info`` if given)."""
+        pending = self._pending.get((task_name, dir_name))
+        if pending is not None:
+            return pending
+        return self.entries(task_name, dir_name, info if info is not None else self.read_info(task_name, dir_name))
+
+    def current_entry(self, task_name: str, dir_name: str, name: str) -> Optional[Dict]:
+        """The entry of one object as this process sees it."""
+        pending = self._pending.get((task_name, dir_name))
+        return pending.get(name) if pending is not None else self.entry(task_name, dir_name, name)
+
+    def change(self, task_name: str, dir_name: str, change: Callable[[Entries], bool]) -> None:
+        """Applies ``change`` to the run's entries: to the pending ones while this process writes the
+        run; to a finished run's at once (its info is written again)."""
+        key = (task_name, dir_name)
+        with self._lock:
+            pending = self._pending.get(key)
+            if pending is None:
+                info = self.read_info(task_name, dir_name)
+                entries = self.entries(task_name, dir_name, info) if info is not None else {}
+                if info is not None and info.get("state") == "finished":
+                    if change(entries):
+                        self.write_info(task_name, dir_name, info, entries, {"indent": 4})
+                    return
+                pending = self._pending[key] = entries
+            change(pending)
+
+    def save_info(self, task_name: str, dir_name: str, info: Any, kwargs: Dict) -> None:
+        """Writes the run's info with its entries (the pending ones, else those stored)."""
+        with self._lock:
+            entries = self._pending.pop((task_name, dir_name), None)
+            if entries is None:
+                stored = self.read_info(task_name, dir_name)
+                entries = self.entries(task_name, dir_name, stored) if stored is not None else {}
+            self.write_info(task_name, dir_name, info, entries, kwargs)
+
+    def forget(self, task_name: str, dir_name: str) -> None:
+        """Drops what this process keeps of a run (it is being deleted)."""
+        with self._lock:
+            self._pending.pop((task_name, dir_name), None)
+            self.forget_listing(task_name)
 
     def entries(self, task_name: str, dir_name: str, info: Optional[Dict]) -> Entries:
         """The object entries of a stored run: its info's, else the older layout's files."""

@@ -25,20 +25,20 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from fluidml.config import config_digest, config_hash
 from fluidml.exception import ResultsStoreError, StoredResultDamaged
 from fluidml.storage._filetypes import TypeInfo, builtin_types
-from fluidml.storage._fsspec_access import FileAccess, import_driver, safe_url
-from fluidml.storage._fsspec_index import RunIndex
+from fluidml.storage._fsspec_access import FileAccess
+from fluidml.storage._fsspec_errors import import_driver, safe_url
+from fluidml.storage._fsspec_index import RunIndex, check_task
 from fluidml.storage._fsspec_objects import (
     FsspecFile, FsspecPromise, ObjectWriter, append_start, crc_text, digest, entry_kwargs, make_entry, open_stream,
-    read_object, reading, write_object, writing,
+    read_object, reading, relative_dir, write_object, writing,
 )
-from fluidml.storage._fsspec_runs import Entries, RunFiles, put_entry, set_registry
+from fluidml.storage._fsspec_runs import RunFiles, put_entry, set_registry
 from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, Damage, ObjectMeta, ResultsStore, RunRecord, StoreContext
+from fluidml.storage.files import _check_name, _field
 
 __all__ = ["FsspecStore"]
 
 logger = logging.getLogger(__name__)
-
-_BAD_NAME_CHARS = ("/", "\\", "\x00")
 
 
 class FsspecStore(ResultsStore):
@@ -77,13 +77,12 @@ class FsspecStore(ResultsStore):
     def _reset(self) -> None:
         self._access: Optional[FileAccess] = None
         self._index: Optional[RunIndex] = None
-        self._run_files: Optional[RunFiles] = None
+        self._run_files: Optional[RunFiles] = None  # with the entries of runs this process writes
         self._pid: Optional[int] = None
-        self._writing: Dict[Tuple[str, str], Entries] = {}  # runs this object writes, not yet in an info
 
     def __getstate__(self) -> Dict[str, Any]:
         state = {key: value for key, value in self.__dict__.items() if key != "_mutex"}
-        state.update(_access=None, _index=None, _run_files=None, _pid=None, _writing={}, _run_info=None)
+        state.update(_access=None, _index=None, _run_files=None, _pid=None, _run_info=None)
         return state
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
@@ -130,7 +129,7 @@ class FsspecStore(ResultsStore):
 
     def _run(self, task_name: str, config: Dict, create: bool = False) -> Optional[str]:
         """The run directory name of (task, exact unique config); made if ``create``, else None."""
-        _check_task(task_name)
+        check_task(task_name)
         access, index = self._io()
         digest = config_digest(config)
         if not create:
@@ -164,37 +163,6 @@ class FsspecStore(ResultsStore):
 
         return error
 
-    # ------------------------------------------------------------------------------ entries
-
-    def _entries(self, task_name: str, dir_name: str) -> Entries:
-        """The run's object entries as this process sees them (its pending ones while it writes the run)."""
-        pending = self._writing.get((task_name, dir_name))
-        if pending is not None:
-            return pending
-        files = self._files()
-        return files.entries(task_name, dir_name, files.read_info(task_name, dir_name))
-
-    def _entry(self, task_name: str, dir_name: str, name: str) -> Optional[Dict]:
-        pending = self._writing.get((task_name, dir_name))
-        return pending.get(name) if pending is not None else self._files().entry(task_name, dir_name, name)
-
-    def _change(self, task_name: str, dir_name: str, change: Callable[[Entries], bool]) -> None:
-        """Applies ``change`` to the run's entries: to the pending ones while this object writes the
-        run; to a finished run's at once (its info is written again)."""
-        key = (task_name, dir_name)
-        files = self._files()
-        with self._mutex:
-            pending = self._writing.get(key)
-            if pending is None:
-                info = files.read_info(task_name, dir_name)
-                entries = files.entries(task_name, dir_name, info) if info is not None else {}
-                if info is not None and info.get("state") == "finished":
-                    if change(entries):
-                        files.write_info(task_name, dir_name, info, entries, {"indent": 4})
-                    return
-                pending = self._writing[key] = entries
-            change(pending)
-
     # ------------------------------------------------------------------------------ core methods
 
     def save(  # type: ignore[override]  # type_ may be None (pickle), as Task.save passes it
@@ -219,20 +187,20 @@ class FsspecStore(ResultsStore):
         dir_name = self._run(task_name, task_unique_config, create=True)
         assert dir_name is not None
         if name == TASK_INFO:
-            self._save_info(obj, task_name, dir_name, kwargs)
+            self._files().save_info(task_name, dir_name, obj, kwargs)
             return
         if name == SAVED_RESULTS:  # the registry, as a worker's view of the store sends it
             names = [str(n) for n in obj]
-            self._change(task_name, dir_name, lambda entries: set_registry(entries, names))
+            self._files().change(task_name, dir_name, lambda entries: set_registry(entries, names))
             return
         type_info = self._type(type_)
         mode = mode or type_info.write_mode()
         previous = self._append_target(name, task_name, dir_name, mode)
-        entry = make_entry(type_ or "pickle", _relative_dir(sub_dir, self.url), load_kwargs, open_kwargs)
+        entry = make_entry(type_ or "pickle", relative_dir(sub_dir, self.url), load_kwargs, open_kwargs)
         path = self._object_path(task_name, dir_name, name, entry)
         size, crc = write_object(self._io()[0], path, type_info, obj, mode, open_kwargs or {}, kwargs, previous)
         entry.update(size=size, crc32=crc)
-        self._change(task_name, dir_name, lambda entries: put_entry(entries, name, entry))
+        self._files().change(task_name, dir_name, lambda entries: put_entry(entries, name, entry))
 
     def _append_target(self, name: str, task_name: str, dir_name: str, mode: str) -> Optional[Dict]:
         """For a mode that appends: the entry of the object appended to (checked to be possible)."""
@@ -246,18 +214,8 @@ class FsspecStore(ResultsStore):
                 f'The object "{name}" of task "{task_name}" cannot be appended to: {self.url} is object storage, '
                 f'which cannot append. Write it whole with mode "w" (or save the pieces as separate objects).',
                 task_name=task_name, key=name)
-        entry = self._entry(task_name, dir_name, name)
+        entry = self._files().current_entry(task_name, dir_name, name)
         return dict(entry) if entry and entry.get("type") else {"size": 0, "crc32": crc_text(0)}
-
-    def _save_info(self, info: Any, task_name: str, dir_name: str, kwargs: Dict) -> None:
-        """Writes the run's info with its object entries (it is written after them)."""
-        files = self._files()
-        with self._mutex:
-            entries = self._writing.pop((task_name, dir_name), None)
-            if entries is None:
-                stored = files.read_info(task_name, dir_name)
-                entries = files.entries(task_name, dir_name, stored) if stored is not None else {}
-            files.write_info(task_name, dir_name, info, entries, kwargs)
 
     def load(self, name: str, task_name: str, task_unique_config: Dict, lazy: bool = False,
              **kwargs: Any) -> Optional[Any]:
@@ -270,8 +228,8 @@ class FsspecStore(ResultsStore):
         if name == TASK_INFO:
             return self._files().read_info(task_name, dir_name)
         if name == SAVED_RESULTS:
-            return list(self._entries(task_name, dir_name)) or None
-        entry = self._entry(task_name, dir_name, name)
+            return list(self._files().current(task_name, dir_name)) or None
+        entry = self._files().current_entry(task_name, dir_name, name)
         if not entry or not entry.get("type"):
             return None
         path = self._object_path(task_name, dir_name, name, entry)
@@ -287,7 +245,7 @@ class FsspecStore(ResultsStore):
     def get_results(self, task_name: str, task_unique_config: Dict) -> Optional[Dict[str, Any]]:
         """All objects the run saved, read with one request for its info; None if it saved nothing."""
         dir_name = self._run(task_name, task_unique_config)
-        entries = {} if dir_name is None else self._entries(task_name, dir_name)
+        entries = {} if dir_name is None else self._files().current(task_name, dir_name)
         if dir_name is None or not entries:
             return None
         return {name: self._read_entry(name, task_name, task_unique_config,
@@ -297,14 +255,14 @@ class FsspecStore(ResultsStore):
     def delete(self, name: str, task_name: str, task_unique_config: Dict) -> None:
         """Deletes the object ``name`` of the run (and its entry), if it exists."""
         dir_name = self._run(task_name, task_unique_config)
-        entry = None if dir_name is None else self._entry(task_name, dir_name, name)
+        entry = None if dir_name is None else self._files().current_entry(task_name, dir_name, name)
         if dir_name is None or not entry or not entry.get("type"):
             logger.debug('Nothing to delete: task "%s" has no object "%s" for this config.', task_name, name)
             return
         access = self._io()[0]
         access.remove_tree(self._object_path(task_name, dir_name, name, entry))
         access.remove(self._files().old_paths(task_name, dir_name, name))
-        self._change(task_name, dir_name, lambda entries: entries.pop(name, None) is not None)
+        self._files().change(task_name, dir_name, lambda entries: entries.pop(name, None) is not None)
 
     def delete_run(self, task_name: str, task_unique_config: Dict) -> None:
         """Deletes the run: its info first (so it no longer counts as finished), then its marker and
@@ -315,9 +273,7 @@ class FsspecStore(ResultsStore):
             return
         access, index = self._io()
         files = self._files()
-        with self._mutex:
-            self._writing.pop((task_name, dir_name), None)
-            files.forget_listing(task_name)
+        files.forget(task_name, dir_name)
         access.remove([files.info_path(task_name, dir_name)])
         index.forget(task_name, config_digest(task_unique_config))
         access.remove_tree(self._path(task_name, dir_name))
@@ -361,7 +317,7 @@ class FsspecStore(ResultsStore):
         access = self._io()[0]
         if "r" in mode:
             dir_name = self._run(task_name, task_unique_config)
-            entry = None if dir_name is None else self._entry(task_name, dir_name, name)
+            entry = None if dir_name is None else self._files().current_entry(task_name, dir_name, name)
             if dir_name is None or not entry or not entry.get("type"):
                 raise FileNotFoundError(f'Task "{task_name}" has no saved object "{name}" for this config '
                                         f"(store: {self.url}).")
@@ -375,11 +331,11 @@ class FsspecStore(ResultsStore):
         dir_name = self._run(task_name, task_unique_config, create=True)
         assert dir_name is not None
         previous = self._append_target(name, task_name, dir_name, mode)
-        old = self._entry(task_name, dir_name, name) if previous is not None else None
+        old = self._files().current_entry(task_name, dir_name, name) if previous is not None else None
         if old and old.get("type"):
             entry = dict(old)
         else:
-            entry = make_entry(type_ or "pickle", _relative_dir(sub_dir, self.url), None, open_kwargs)
+            entry = make_entry(type_ or "pickle", relative_dir(sub_dir, self.url), None, open_kwargs)
         type_info = self._type(entry.get("type"))
         path = self._object_path(task_name, dir_name, name, entry)
         writer = ObjectWriter(access.open_write(path, append=previous is not None), access, path,
@@ -387,7 +343,7 @@ class FsspecStore(ResultsStore):
 
         def committed(size: int, crc: Optional[str]) -> None:
             entry.update(zip(("size", "crc32"), (size, crc) if crc is not None else digest(access, path)))
-            self._change(task_name, dir_name, lambda entries: put_entry(entries, name, entry))
+            self._files().change(task_name, dir_name, lambda entries: put_entry(entries, name, entry))
 
         binary = bool(type_info.is_binary) or "b" in mode
         return FsspecFile(access.url_of(path), mode + ("b" if binary and "b" not in mode else ""), type_info,
@@ -399,17 +355,17 @@ class FsspecStore(ResultsStore):
         """Adds ``name`` to the run's registry (the order of its object entries)."""
         dir_name = self._run(task_name, task_unique_config, create=True)
         assert dir_name is not None
-        self._change(task_name, dir_name, lambda entries: put_entry(entries, str(name), None))
+        self._files().change(task_name, dir_name, lambda entries: put_entry(entries, str(name), None))
 
     def _unregister_result(self, name: str, task_name: str, task_unique_config: Dict) -> None:
         """Removes ``name`` from the run's registry."""
         dir_name = self._run(task_name, task_unique_config)
         if dir_name is not None:
-            self._change(task_name, dir_name, lambda entries: entries.pop(name, None) is not None)
+            self._files().change(task_name, dir_name, lambda entries: entries.pop(name, None) is not None)
 
     def stored_configs(self, task_name: str) -> Iterator[Dict]:
         """The unique configs of the task's runs (each config.json is read once per process)."""
-        _check_task(task_name)
+        check_task(task_name)
         index = self._io()[1]
         for digest, dir_name in index.runs(task_name):
             config = index.config(task_name, digest, dir_name)
@@ -424,15 +380,14 @@ class FsspecStore(ResultsStore):
     def runs(self, task_name: str) -> Iterator[RunRecord]:
         """The task's runs, by run directory name: config, info and objects (a listing, then the
         config.json and info of each run)."""
-        _check_task(task_name)
+        check_task(task_name)
         access, index = self._io()
         for digest, dir_name in index.runs(task_name):
             config = index.config(task_name, digest, dir_name)
             if config is None:
                 continue
             info = self._files().read_info(task_name, dir_name)
-            pending = self._writing.get((task_name, dir_name))
-            entries = pending if pending is not None else self._files().entries(task_name, dir_name, info)
+            entries = self._files().current(task_name, dir_name, info)
             objects = {name: ObjectMeta(entry["type"], entry.get("size")) for name, entry in entries.items()
                        if entry.get("type")}
             yield RunRecord(task_name, dir_name, config, info, objects, access.url_of(access.path(task_name, dir_name)))
@@ -450,31 +405,3 @@ class FsspecStore(ResultsStore):
                    for name, entry in files.entries(task_name, dir_name, info).items() if entry.get("type")]
         return [Damage(task_name, dir_name, location, problem)
                 for location, problem in files.damage(task_name, dir_name, objects, deep)]
-
-
-def _field(info: Any, key: str) -> Optional[str]:
-    value = info.get(key) if isinstance(info, dict) else getattr(info, key, None)
-    return str(value) if value not in (None, "") else None
-
-
-def _check_name(name: Any) -> None:
-    if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in _BAD_NAME_CHARS):
-        raise ValueError(f"The object name {name!r} cannot be a file name; use a non-empty name without path "
-                         f"separators.")
-
-
-def _check_task(task_name: Any) -> None:
-    if not isinstance(task_name, str) or not task_name or task_name.startswith(".") or any(
-        c in task_name for c in _BAD_NAME_CHARS
-    ):
-        raise ValueError(f"FsspecStore: the task name {task_name!r} cannot be a directory name; use a non-empty "
-                         f"name without path separators that does not start with '.'.")
-
-
-def _relative_dir(sub_dir: Optional[str], url: str) -> str:
-    if not sub_dir:
-        return "."
-    parts = [p for p in os.fspath(sub_dir).replace("\\", "/").split("/") if p not in ("", ".")]
-    if os.path.isabs(os.fspath(sub_dir)) or ".." in parts:
-        raise ValueError(f"sub_dir {sub_dir!r} leaves the run's directory in {url}; give a relative path inside it.")
-    return "/".join(parts) or "."

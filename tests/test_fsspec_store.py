@@ -307,6 +307,21 @@ def test_delete_and_delete_run_leave_nothing_behind(store, raw):
 # ----------------------------------------------------------------------------------- index, listings, damage
 
 
+def test_a_run_deleted_by_another_process_is_made_whole_before_it_is_written(location, raw):
+    """A store object that knew a run which another one deleted makes it again (config.json, claim,
+    marker) when it gets the run's context to write it, and the other store object then finds it."""
+    url, options = location
+    one, two = FsspecStore(url, **options), FsspecStore(url, **options)
+    one.save({"state": "failed"}, "fluidml_info", "json", "A", A1)
+    two.delete_run("A", A1)
+    assert raw.keys() == []
+    assert one.get_context("A", A1).sweep_counter == "000"
+    assert raw.keys() == sorted(["A/000/config.json", raw.keys(".fluidml/claims")[0], raw.keys(".fluidml/index")[0]])
+    one.save(2, "v", "json", "A", A1)
+    one.save({"state": "finished"}, "fluidml_info", "json", "A", A1)
+    assert two.load("v", "A", A1) == 2 and two.is_finished("A", A1)
+
+
 def test_runs_without_markers_are_adopted_and_stale_markers_dropped(location, raw, recorder):
     """Run directories the index does not know (its markers and claims deleted) are found from their
     config.json; a marker whose directory is gone is dropped, and its config runs again."""

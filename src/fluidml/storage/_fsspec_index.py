@@ -79,7 +79,6 @@ class RunIndex:
         self._tasks: Dict[str, _TaskRuns] = {}
         self._configs: Dict[Tuple[str, str], Dict] = {}  # (task, digest) -> config (a digest's config never changes)
         self._absent: Optional[Tuple[str, str]] = None  # the last digest found missing (saves a GET)
-        self._claimed_only: set = set()  # (task, digest) found by their claim, not seen in a listing
         self._lock = threading.RLock()
 
     def _marker(self, task_name: str, digest: str, dir_name: str) -> str:
@@ -181,14 +180,12 @@ class RunIndex:
                 return None
             dir_name = owner.decode("utf-8")
             runs.add(digest, dir_name)
-            self._claimed_only.add((task_name, digest))
             return dir_name
 
     def runs(self, task_name: str) -> List[Tuple[str, str]]:
         """(digest, run directory name) of each run of the task, by name (lists the task again)."""
         with self._lock:
             self._tasks.pop(task_name, None)
-            self._claimed_only = {key for key in self._claimed_only if key[0] != task_name}
             by_dir = self._runs(task_name).by_dir
             return [(by_dir[name], name) for name in sorted(by_dir)]
 
@@ -204,23 +201,23 @@ class RunIndex:
     # ------------------------------------------------------------------------------ changes
 
     def create(self, task_name: str, digest: str, config: Dict, run_name: Optional[str],
-               sweep_counter: Optional[str]) -> str:
+               sweep_counter: Optional[str], check: bool = False) -> str:
         """The run directory of the config, made (config.json, claim, marker) if there is none.
 
         A new directory is ``<run_name>-<NNN>`` with the next counter of that run name (``<NNN>``
-        without a run name); a given ``sweep_counter`` is used when that name is free.
+        without a run name); a given ``sweep_counter`` is used when that name is free. With ``check``
+        (a run is about to be written) a run this process knew is checked to still exist, and made
+        whole again if another process deleted it or its making was cut short (one request).
         """
+        data = json.dumps(config, indent=4).encode("utf-8")
         with self._lock:
             dir_name = self.find(task_name, digest)
             if dir_name is not None:
-                if (task_name, digest) in self._claimed_only:  # made elsewhere, maybe cut short: complete it
-                    self._access.create(self.config_path(task_name, dir_name), json.dumps(config, indent=4).encode())
-                    self._access.pipe(self._marker(task_name, digest, dir_name), b"")
-                    self._claimed_only.discard((task_name, digest))
+                if check and self._access.create(self.config_path(task_name, dir_name), data):
+                    dir_name = self._claimed(task_name, digest, dir_name)
                 return dir_name
             runs = self._runs(task_name)
             prefix = f"{run_name}-" if run_name else ""
-            data = json.dumps(config, indent=4).encode("utf-8")
             candidates = []
             if sweep_counter is not None and f"{prefix}{sweep_counter}" not in runs.by_dir:
                 candidates.append(f"{prefix}{sweep_counter}")
@@ -230,16 +227,22 @@ class RunIndex:
                     break
                 runs.count(dir_name)  # taken by another process
             self._absent = None
-            owner = self._take_claim(task_name, digest, dir_name)
-            if owner != dir_name:  # another process made this config's run first: use that one
-                self._access.remove_tree(self._access.path(task_name, dir_name))
-                if owner is None:
-                    raise RuntimeError(f"the claim of a run of task {task_name!r} vanished while it was made")
-                dir_name = owner
-            self._access.pipe(self._marker(task_name, digest, dir_name), b"")
+            dir_name = self._claimed(task_name, digest, dir_name)
             self._configs[(task_name, digest)] = config
-            runs.add(digest, dir_name)
             return dir_name
+
+    def _claimed(self, task_name: str, digest: str, dir_name: str) -> str:
+        """Claims the config for ``dir_name`` (which has its config.json) and marks it; the run to use:
+        this one, or the one another process claimed first (``dir_name`` is then removed)."""
+        owner = self._take_claim(task_name, digest, dir_name)
+        if owner != dir_name:
+            self._access.remove_tree(self._access.path(task_name, dir_name))
+            if owner is None:
+                raise RuntimeError(f"the claim of a run of task {task_name!r} vanished while it was made")
+            dir_name = owner
+        self._access.pipe(self._marker(task_name, digest, dir_name), b"")
+        self._runs(task_name).add(digest, dir_name)
+        return dir_name
 
     def forget(self, task_name: str, digest: str) -> Optional[str]:
         """Removes the run's marker and claim (its objects are the caller's); its directory name."""
@@ -249,6 +252,5 @@ class RunIndex:
                 return None
             self._access.remove([self._marker(task_name, digest, dir_name), self._claim(task_name, digest)])
             self._tasks[task_name].drop(digest)
-            self._claimed_only.discard((task_name, digest))
             self._absent = None
             return dir_name

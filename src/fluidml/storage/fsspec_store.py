@@ -127,15 +127,17 @@ class FsspecStore(ResultsStore):
 
     # ------------------------------------------------------------------------------ addressing
 
-    def _run(self, task_name: str, config: Dict, create: bool = False) -> Optional[str]:
-        """The run directory name of (task, exact unique config); made if ``create``, else None."""
+    def _run(self, task_name: str, config: Dict, create: bool = False, check: bool = False) -> Optional[str]:
+        """The run directory name of (task, exact unique config), or None; made if ``create`` (and,
+        with ``check``, checked to exist still: see ``RunIndex.create``)."""
         check_task(task_name)
-        access, index = self._io()
+        index = self._io()[1]
         digest = config_digest(config)
-        if not create:
-            return index.find(task_name, digest)
+        dir_name = index.find(task_name, digest)
+        if (dir_name is not None and not check) or not create:
+            return dir_name
         info = self._run_info
-        return index.create(task_name, digest, config, _field(info, "run_name"), _field(info, "sweep_counter"))
+        return index.create(task_name, digest, config, _field(info, "run_name"), _field(info, "sweep_counter"), check)
 
     def _path(self, task_name: str, dir_name: str, *parts: str) -> str:
         return self._io()[0].path(task_name, dir_name, *parts)
@@ -281,7 +283,7 @@ class FsspecStore(ResultsStore):
     def get_context(self, task_name: str, task_unique_config: Dict) -> StoreContext:
         """The run's location and sweep counter; makes the run if there is none (named after
         ``run_info``: ``<run_name>-<NNN>``). The location is a local path for local stores, else a URL."""
-        dir_name = self._run(task_name, task_unique_config, create=True)
+        dir_name = self._run(task_name, task_unique_config, create=True, check=True)
         assert dir_name is not None
         access = self._io()[0]
         path = self._path(task_name, dir_name)

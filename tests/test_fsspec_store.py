@@ -399,3 +399,16 @@ def test_repr_and_pickling_keep_credentials_private(location, kind):
         copy.save(2, "w", "json", "A", A1)
         assert copy.load("v", "A", A1) == 1 and store.load("w", "A", A1) == 2
     assert FsspecStore("s3://user:pw@bucket/p?sig=secret", anon=True).url == "s3://bucket/p"
+
+
+def test_local_paths_without_hard_links_still_create_exclusively(tmp_path, monkeypatch):
+    """Where the file system refuses hard links, a run is still made with an exclusive create."""
+    import errno
+
+    def no_links(source, target):
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    store = FsspecStore(str(tmp_path / "store"))
+    assert [store.get_context("A", config).sweep_counter for config in (A1, A2, A1)] == ["000", "001", "000"]
+    assert json.loads((tmp_path / "store" / "A" / "001" / "config.json").read_text()) == A2

@@ -16,6 +16,7 @@ do; the values of secret storage options never appear in it.
 """
 
 import contextlib
+import errno
 import io
 import os
 import shutil
@@ -190,6 +191,16 @@ class FileAccess:
                     return True
                 except FileExistsError:
                     return False
+                except OSError as error:  # no hard links here: an exclusive create, then the bytes
+                    if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                        raise
+                    try:
+                        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                    except FileExistsError:
+                        return False
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                    return True
                 finally:
                     remove_path(temp)
             if self.kind == "memory":

@@ -269,4 +269,3 @@ def test_a_grid_search_on_a_cluster_keeps_its_results_in_object_storage(ray_head
     assert [run.run_id for run in runs] == [f"grid-{i:03d}" for i in range(6)]
     assert all(run.info["state"] == "finished" and set(run.objects) == {"metrics"} for run in runs)
     assert s3_server.options()["secret"] not in out
-

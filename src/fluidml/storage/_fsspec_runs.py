@@ -243,4 +243,3 @@ class RunFiles:
         except FileNotFoundError:
             return "is missing"
         return None if crc == expected else f"has CRC-32 {crc}, but its run recorded {expected}"
-

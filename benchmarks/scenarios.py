@@ -15,7 +15,7 @@ class Metric:
 
     key: str  # the key in the script's JSON line
     label: str  # row label; "{size}" is filled in
-    unit: str  # "s" (seconds), "us/task" (microseconds per task) or "x" (a factor)
+    unit: str  # "s" (seconds), "us/task" (microseconds per task), "x" (a factor) or "requests" ("requests/task")
     target: Optional[Target] = None
     higher_is_better: bool = False  # e.g. a speedup; the ratio column then reads ours / original
 
@@ -34,9 +34,11 @@ class Scenario:
 
 
 def format_value(value: float, unit: str) -> str:
-    """1.75 s, 20.1 ms, 49.0 µs; with "/task" for per-task metrics; 1.02× for factors."""
+    """1.75 s, 20.1 ms, 49.0 µs; with "/task" for per-task metrics; 1.02× for factors; request counts."""
     if unit == "x":
         return f"{value:.2f}×"
+    if unit.startswith("requests"):
+        return f"{value:.2f} requests/task" if unit == "requests/task" else f"{value:g} requests"
     seconds = value * 1e-6 if unit == "us/task" else value
     if seconds >= 1:
         text = f"{seconds:.2f} s"
@@ -250,6 +252,38 @@ SCENARIOS = [
             Metric("n_seconds", "the same sweep, {size} driver processes started together", "s"),
             Metric("speedup", "{size} drivers on one store: speedup over 1", "x", near_size(0.75),
                    higher_is_better=True),
+        ),
+    ),
+    Scenario(
+        name="s3",
+        script="bench_s3.py",  # starts its own moto S3 server
+        sizes=(1000,),
+        quick_sizes=(20,),
+        original_max=0,
+        original_note="no FsspecStore in 0.3.4",
+        metrics=(
+            Metric("us_per_task", "sequential, `FsspecStore` (moto S3), {size} trivial tasks", "us/task"),
+            Metric("requests_per_task", "`FsspecStore` (moto S3), {size} tasks, first run: HTTP requests",
+                   "requests/task"),
+            Metric("cached_us_per_task", "fully cached re-run, `FsspecStore` (moto S3), {size} tasks", "us/task"),
+            Metric("cached_requests_per_task", "fully cached re-run, {size} tasks: HTTP requests", "requests/task"),
+            Metric("cached_list_requests", "fully cached re-run, {size} tasks of 1 task name: LIST requests in all",
+                   "requests", at_most(4.0, "requests")),  # index, runs, claims, the damage check's listing
+            Metric("damage_list_requests", "`run_damage` of all {size} runs (3 objects each): LIST requests in all",
+                   "requests", at_most({20: 4.0, 1000: 6.0}, "requests")),  # 3 + one per 1000 objects
+        ),
+    ),
+    Scenario(
+        name="s3_array",
+        script="bench_s3_array.py",  # starts its own moto S3 server
+        sizes=(200,),
+        quick_sizes=(5,),
+        original_max=0,
+        original_note="no FsspecStore in 0.3.4",
+        metrics=(
+            Metric("seconds", "{size} MB numpy array saved + loaded through `FsspecStore` (moto S3)", "s"),
+            Metric("peak_ratio", "{size} MB array through S3: peak memory added / array size", "x",
+                   at_most({200: 1.2}, "x")),
         ),
     ),
     Scenario(

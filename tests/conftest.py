@@ -8,12 +8,16 @@ from typing import Any, Callable, Dict, List
 import pytest
 
 from fluidml.driver import RunObserver
-from fluidml.storage import InMemoryStore, LocalFileStore, MongoDBStore
+from fluidml.storage import FsspecStore, InMemoryStore, LocalFileStore, MongoDBStore
 from mongo_server import MongoTestServer, mongo_db_name
 from ray_cluster import LOCAL_RESOURCES, ray_environment, ray_runtime_env, short_temp_dir
+from s3_server import S3TestServer
 
 #: The session's MongoDB test server (started by the mongo_server fixture when a test needs it).
 MONGO: Dict[str, MongoTestServer] = {}
+#: The session's S3 test server (started by the s3_server fixture when a test needs it) and its bucket.
+S3: Dict[str, S3TestServer] = {}
+S3_BUCKET = "fluidml-tests"
 
 
 #: Store factories by name; each takes pytest's tmp_path.
@@ -21,9 +25,12 @@ STORES: Dict[str, Callable[[Any], Any]] = {
     "memory": lambda tmp_path: InMemoryStore(),
     "file": lambda tmp_path: LocalFileStore(str(tmp_path / "store")),
     "mongo": lambda tmp_path: MongoDBStore(mongo_db_name(tmp_path), host=MONGO["server"].uri),
+    "fsspec-memory": lambda tmp_path: FsspecStore(f"memory://fluidml-tests/{mongo_db_name(tmp_path)}"),
+    "s3": lambda tmp_path: FsspecStore(f"s3://{S3_BUCKET}/{mongo_db_name(tmp_path)}", **S3["server"].options()),
 }
-#: Marks of the stores' test params: "mongo" tests need the nx-27017 server (-m "not mongo" skips them).
-STORE_MARKS: Dict[str, List[Any]] = {"mongo": [pytest.mark.mongo]}
+#: Marks of the stores' test params: "mongo" tests need the nx-27017 server (-m "not mongo" skips them),
+#: "s3" tests the moto S3 server (-m "not s3").
+STORE_MARKS: Dict[str, List[Any]] = {"mongo": [pytest.mark.mongo], "s3": [pytest.mark.s3]}
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +40,16 @@ def mongo_server(tmp_path_factory):
         MONGO["server"] = server
         yield server
         MONGO.clear()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A moto S3 server on a free 127.0.0.1 port for the whole session, with one bucket; stopped by its PID."""
+    with S3TestServer(tmp_path_factory.mktemp("s3-server") / "requests.log") as server:
+        server.make_bucket(S3_BUCKET)
+        S3["server"] = server
+        yield server
+        S3.clear()
 
 
 #: Flow.run() keyword arguments that select each executor.
@@ -69,7 +86,19 @@ def make_store(request, tmp_path) -> Callable[[], Any]:
     """A factory of fresh stores of one kind (several calls share the same directory, if any)."""
     if request.param == "mongo":
         request.getfixturevalue("mongo_server")
+    if request.param == "s3":
+        request.getfixturevalue("s3_server")
+    if request.param == "fsspec-memory":  # memory:// is one dict per process: empty this test's part after it
+        request.addfinalizer(lambda: _forget_memory(f"/fluidml-tests/{mongo_db_name(tmp_path)}"))
     return lambda: STORES[request.param](tmp_path)
+
+
+def _forget_memory(path: str) -> None:
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    if memory.exists(path):
+        memory.rm(path, recursive=True)
 
 
 @pytest.fixture

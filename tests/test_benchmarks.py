@@ -10,6 +10,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: Scenarios that start a MongoDB test server: smoke-tested under the "mongo" mark.
 MONGO_SCENARIOS = ["mongo"]
+#: Scenarios that start a moto S3 server: smoke-tested under the "s3" mark.
+S3_SCENARIOS = ["s3", "s3_array"]
 
 
 def quick_run(tmp_path, only=()):
@@ -33,7 +35,7 @@ def test_quick_benchmark_run_reports_every_scenario(tmp_path):
         from scenarios import SCENARIOS
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    names = [s.name for s in SCENARIOS if s.name not in MONGO_SCENARIOS]
+    names = [s.name for s in SCENARIOS if s.name not in MONGO_SCENARIOS + S3_SCENARIOS]
     ours = quick_run(tmp_path, names)
     assert {r["scenario"] for r in ours} == set(names)
     assert all(r["status"] == "ok" for r in ours)
@@ -47,3 +49,14 @@ def test_quick_mongo_benchmark_runs_against_its_own_server(tmp_path):
     assert [r["status"] for r in ours] == ["ok"]
     data = ours[0]["data"]
     assert data["num_tasks"] == 20 and data["us_per_task"] > 0 and data["cached_us_per_task"] > 0
+
+
+@pytest.mark.s3
+def test_quick_s3_benchmarks_count_requests_against_their_own_server(tmp_path):
+    """The FsspecStore scenarios start moto themselves; a cached re-run lists O(task names), not per task."""
+    ours = {r["scenario"]: r for r in quick_run(tmp_path, S3_SCENARIOS)}
+    assert [ours[name]["status"] for name in S3_SCENARIOS] == ["ok", "ok"]
+    data = ours["s3"]["data"]
+    assert data["num_tasks"] == 20 and data["cached_list_requests"] <= 4 and data["damage_list_requests"] <= 4
+    assert data["cached_requests"]["GET"] == 20 and data["requests_per_task"] > 1
+    assert ours["s3_array"]["data"]["array_mb"] == 5.0

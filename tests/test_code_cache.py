@@ -16,7 +16,7 @@ import pytest
 from conftest import Recorder
 from fluidml import Flow, TaskSpec
 from fluidml.exception import RunConfigError, TaskSpecError
-from fluidml.storage import InMemoryStore, LocalFileStore, MongoDBStore
+from fluidml.storage import FsspecStore, InMemoryStore, LocalFileStore, MongoDBStore
 from fluidml.task import PROTECTED_NAMES
 
 PIPELINE = '''
@@ -234,6 +234,12 @@ def snapshot(store):
         return {str(p.relative_to(base)): (p.stat().st_size, p.stat().st_mtime_ns) for p in base.rglob("*")}
     if isinstance(store, InMemoryStore):
         return {key: dict(run) for key, run in store._runs.items()}
+    if isinstance(store, FsspecStore):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(store._url, **store._options)
+        fs.invalidate_cache()
+        return {path: (info["size"], fs.cat_file(path)) for path, info in fs.find(root, detail=True).items()}
     assert isinstance(store, MongoDBStore)
     import pymongo
 

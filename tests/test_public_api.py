@@ -15,8 +15,8 @@ from fluidml import exception
     "module, names",
     [
         ("fluidml", ["Flow", "RunObserver", "RunSummary", "Task", "TaskSpec", "configure_logging"]),
-        ("fluidml.storage", ["File", "FilePromise", "InMemoryStore", "LazySweep", "LocalFileStore", "Promise",
-                             "ResultsStore", "StoreContext", "Sweep", "TypeInfo"]),
+        ("fluidml.storage", ["File", "FilePromise", "FsspecStore", "InMemoryStore", "LazySweep", "LocalFileStore",
+                             "Promise", "ResultsStore", "StoreContext", "Sweep", "TypeInfo"]),
         ("fluidml.task", ["Task", "TaskInfo", "TaskResults", "TaskState"]),
         ("fluidml.exception", ["CyclicGraphError", "FluidmlError", "GridSearchExpansionError", "NoTasksError",
                                "TaskNameError", "TaskResultKeyAlreadyExists", "TaskResultObjectMissing",
@@ -50,6 +50,6 @@ def test_every_exception_is_a_fluidml_error():
 def test_optional_dependencies_are_not_imported():
     """Importing fluidml loads none of the optional extras."""
     code = ("import sys, fluidml, fluidml.storage, fluidml.visualization; "
-            "print(sorted(m for m in ('ray', 'pymongo', 'bokeh') if m in sys.modules))")
+            "print(sorted(m for m in ('ray', 'pymongo', 'bokeh', 'fsspec', 's3fs') if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

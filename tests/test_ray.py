@@ -16,7 +16,7 @@ import pytest
 import ray_tasks as t
 from fluidml import Allocation, Flow, RayExecutor, Requests, TaskSpec
 from fluidml.exception import RunConfigError, TaskFailedError, TaskSpecError
-from fluidml.storage import LocalFileStore
+from fluidml.storage import FsspecStore, LocalFileStore
 from ray_cluster import TESTS_DIR, RayHead, driver_environment
 
 DRIVER = str(Path(TESTS_DIR) / "ray_driver.py")
@@ -246,3 +246,26 @@ def test_a_grid_search_runs_on_a_separate_cluster(ray_head, tmp_path, ray_home, 
             assert "7 already executed" in out or "(7 already executed)" in out, out
     assert len(list(store.glob("train/grid-*/metrics.*"))) == 6
 
+
+@pytest.mark.ray
+@pytest.mark.s3
+def test_a_grid_search_on_a_cluster_keeps_its_results_in_object_storage(ray_head, s3_server, tmp_path, ray_home):
+    """The same grid search on the separate cluster, with an FsspecStore on the local S3 server as
+    its only shared data plane: the Ray tasks write to the bucket, a second run finds everything."""
+    url = f"s3://fluidml-tests/ray-{tmp_path.name}"
+    spec = json.dumps({"url": url, "options": s3_server.options()})
+    for attempt in ("first", "second"):
+        out, _ = _driver(["grid", ray_head.address, spec], ray_home).communicate(timeout=240)
+        line = next((line for line in out.splitlines() if line.startswith("RESULTS ")), None)
+        assert line is not None, out
+        results = json.loads(line[8:])
+        assert results["best_score"] == [{"best": {"score": 0.6, "config": {"train": {"lr": 0.3, "epochs": 2}}}}]
+        assert sorted(r["metrics"]["score"] for r in results["train"]) == [0.1, 0.2, 0.2, 0.3, 0.4, 0.6]
+        if attempt == "second":
+            assert "7 already executed" in out or "(7 already executed)" in out, out
+    store = FsspecStore(url, **s3_server.options())
+    assert sorted(store.task_names()) == ["best_score", "train"]
+    runs = list(store.runs("train"))
+    assert [run.run_id for run in runs] == [f"grid-{i:03d}" for i in range(6)]
+    assert all(run.info["state"] == "finished" and set(run.objects) == {"metrics"} for run in runs)
+    assert s3_server.options()["secret"] not in out

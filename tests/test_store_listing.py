@@ -9,7 +9,7 @@ import pytest
 from fluidml.exception import ResultsStoreError, UnknownNameError
 from fluidml.results import delete_runs, find_run, run_hash, run_state, select_runs, successor_runs, task_counts
 from fluidml.storage import (
-    InMemoryStore, LocalFileStore, MongoDBStore, ObjectMeta, ResultsStore, RunRecord, open_store,
+    FsspecStore, InMemoryStore, LocalFileStore, MongoDBStore, ObjectMeta, ResultsStore, RunRecord, open_store,
 )
 from fluidml.storage._open import redacted
 from conftest import STORE_MARKS, STORES
@@ -88,6 +88,8 @@ def test_read_only_stores_refuse_to_write(listed_store):
     """A read-only store of the same place reads everything and raises on every write."""
     if isinstance(listed_store, LocalFileStore):
         reader: ResultsStore = LocalFileStore(listed_store.base_dir, read_only=True)
+    elif isinstance(listed_store, FsspecStore):
+        reader = FsspecStore(listed_store._url, read_only=True, **listed_store._options)
     else:
         reader = MongoDBStore(listed_store.db, host=listed_store.host, read_only=True)
     try:

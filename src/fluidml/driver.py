@@ -11,7 +11,6 @@ stored info as it is then, and which of its predecessors really ran.
 import contextlib
 import dataclasses
 import datetime
-import functools
 import heapq
 import signal
 import threading
@@ -19,7 +18,7 @@ import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from fluidml.exception import RunTerminated, StoreUnavailableError, error_text
 from fluidml.executors.base import Executor, Job
@@ -229,14 +228,17 @@ class _Run:
             return job
         deferred = task_id in self.deferred
         refs, recheck = self.deferred.pop(task_id) if deferred else (self._prepare(task_id, task), RECHECK_FIRST)
-        claim: Optional[Callable[[], bool]] = None
-        if self.claims is not None:
-            claim = functools.partial(self.claims.claim, task.name, task.unique_name, task._uc())
         planned = self.plan[task_id]
         try:
-            if planned.runs and (self.store.process_safe or deferred):  # (other processes may have changed it)
-                planned = self._recheck(task_id, task)
-            cached = plan_task(task, refs, self.store, planned, claim)
+            if planned.runs and self.claims is not None and not self.claims.claim(task.name, task.unique_name,
+                                                                                   task._uc()):
+                cached: Optional[Outcome] = Outcome(TaskState.PENDING, reason="held by another driver")
+            else:
+                if planned.runs and (self.store.process_safe or deferred):  # (after the claim: another
+                    planned = self._recheck(task_id, task)                  # driver may have run it meanwhile)
+                    if not planned.runs and self.claims is not None:
+                        self.claims.release(task.name, task._uc())
+                cached = plan_task(task, refs, self.store, planned)
         except StoreUnavailableError as exc:  # nothing can run: stop, the task never started
             self._stop(exc)
             task.state = self.summary.states[task.unique_name] = TaskState.PENDING

@@ -12,7 +12,7 @@ import re
 import traceback
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence
 
 from fluidml import _timeouts
 from fluidml._metadict import MetaDict
@@ -273,14 +273,12 @@ def _user_traceback(exc: BaseException) -> str:
 
 
 def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: ResultsStore,
-              planned: Planned, claim: Optional[Callable[[], bool]] = None) -> Optional[Outcome]:
+              planned: Planned) -> Optional[Outcome]:
     """Acts on the planner's decision for the task, before dispatch; the driver calls it, so workers
     never race.
 
     A cached task completes from its stored run: the outcome is returned. A task that runs gets its
-    run prepared and ``None`` is returned: ``claim`` (several drivers on one store) is asked first,
-    and when it says no, another driver holds the task and a PENDING outcome comes back; then a
-    stored run is cleared (``delete_run``; the run keeps its run name and counter, so it is re-made
+    run prepared and ``None`` is returned: a stored run is cleared (``delete_run``; the run keeps its run name and counter, so it is re-made
     in place: every attempt starts clean), and the run gets its store context (run directory, sweep
     counter) and its run history. Errors of the store propagate.
     """
@@ -294,10 +292,8 @@ def plan_task(task: Task, predecessors: Sequence[PredecessorRef], store: Results
         task.state = TaskState.FINISHED
         return Outcome(TaskState.FINISHED, cached=True, reason=planned.reason, run_name=task.run_name,
                        sweep_counter=task.sweep_counter, run_history=task.run_history)
-    if claim is not None and not claim():
-        return Outcome(TaskState.PENDING, reason="held by another driver")
-    if stored is not None:
-        store.delete_run(task.name, uc)  # every run starts clean (after the claim: it may be another driver's)
+    if stored is not None:  # (a run of several drivers is claimed by the driver before it gets here)
+        store.delete_run(task.name, uc)  # every run starts clean
     _open_run(task, store)
     if task.run_history is None:
         task.run_history = _merged_history(task, predecessors)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional
 
 from fluidml._metadict import MetaDict
-from fluidml.exception import StoredResultDamaged
+from fluidml.exception import ResultsStoreError, StoredResultDamaged
 
 __all__ = ["Damage", "LazySweep", "ObjectMeta", "Promise", "ResultsStore", "RunRecord", "StoreContext", "Sweep"]
 
@@ -187,8 +187,17 @@ class ResultsStore(ABC):
     #: reach them through it, so no result is lost whatever the store keeps in memory.
     process_safe: bool = False
 
+    #: Set by stores opened only to be read (``read_only=True``): every write raises.
+    read_only: bool = False
+
     def __init__(self) -> None:
         self._lock: Any = None
+
+    def _check_writable(self, action: str, task_name: str) -> None:
+        """Raises ``ResultsStoreError`` if the store was opened read-only."""
+        if self.read_only:
+            raise ResultsStoreError(f'Cannot {action} of task "{task_name}": {self!r} was opened read-only. Open it '
+                                    f"without read_only=True to change it.", task_name=task_name)
 
     @abstractmethod
     def load(self, name: str, task_name: str, task_unique_config: Dict, **kwargs: Any) -> Optional[Any]:

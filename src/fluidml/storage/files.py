@@ -164,12 +164,6 @@ class LocalFileStore(ResultsStore):
             if config is not None:
                 yield config
 
-    def _check_writable(self, action: str, task_name: str) -> None:
-        if self.read_only:
-            raise ResultsStoreError(f'Cannot {action} of task "{task_name}": LocalFileStore({self.base_dir!r}) was '
-                                    f"opened read-only. Open it without read_only=True to change it.",
-                                    task_name=task_name)
-
     def task_names(self) -> List[str]:
         """The tasks with runs in the directory, sorted (read from the directory; nothing is written)."""
         return list_task_names(self.base_dir)

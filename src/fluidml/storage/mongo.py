@@ -459,12 +459,6 @@ class MongoDBStore(ResultsStore):
                 doc = self._ensure_run(task_name, config)
         return StoreContext(run_dir=None, sweep_counter=doc.get("sweep_counter"))
 
-    def _check_writable(self, action: str, task_name: str) -> None:
-        if self.read_only:
-            raise ResultsStoreError(f'Cannot {action} of task "{task_name}": the MongoDBStore of database '
-                                    f'"{self.db}" at {self.address} was opened read-only. Open it without '
-                                    f"read_only=True to change it.", task_name=task_name)
-
     def task_names(self) -> List[str]:
         """The tasks with runs in the collection, sorted."""
         with self._guard("listing the tasks"):

@@ -81,13 +81,20 @@ def ray_runtime():
     shutil.rmtree(home, ignore_errors=True)
 
 
+#: The session fixture of the server each store kind needs.
+STORE_SERVERS: Dict[str, str] = {"mongo": "mongo_server", "s3": "s3_server"}
+
+
+def start_store_server(request, store_kind: str) -> None:
+    """Starts (once per session) the test server a store of this kind needs, if any."""
+    if store_kind in STORE_SERVERS:
+        request.getfixturevalue(STORE_SERVERS[store_kind])
+
+
 @pytest.fixture(params=[pytest.param(name, marks=STORE_MARKS.get(name, [])) for name in sorted(STORES)])
 def make_store(request, tmp_path) -> Callable[[], Any]:
     """A factory of fresh stores of one kind (several calls share the same directory, if any)."""
-    if request.param == "mongo":
-        request.getfixturevalue("mongo_server")
-    if request.param == "s3":
-        request.getfixturevalue("s3_server")
+    start_store_server(request, request.param)
     if request.param == "fsspec-memory":  # memory:// is one dict per process: empty this test's part after it
         request.addfinalizer(lambda: _forget_memory(f"/fluidml-tests/{mongo_db_name(tmp_path)}"))
     return lambda: STORES[request.param](tmp_path)

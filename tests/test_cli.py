@@ -24,7 +24,7 @@ SCRIPT = shutil.which("fluidml", path=os.path.dirname(sys.executable))
 pytestmark = pytest.mark.skipif(
     SCRIPT is None, reason=f"the fluidml console script is not installed next to {sys.executable} "
                            f"(pip install -e '.[test]')")
-COMMANDS = ["compare", "graph", "ls", "rm", "show"]
+COMMANDS = ["compare", "graph", "ls", "rm", "show", "status", "verify"]
 
 
 def fluidml(*args, stdin="", cwd=None):
@@ -167,7 +167,12 @@ def test_show_prints_config_info_objects_and_errors(failing):
     (["compare", "{grid}"], "Missing argument 'TASK'. (see: fluidml compare --help)"),
     (["compare", "{grid}", "evaluate", "--format", "xml"], "Invalid value for '--format'"),
     (["ls", "{grid}", "--db", "x"], "--db and --collection apply to mongodb:// stores"),
-    (["ls", "s3://bucket/results"], "open_store cannot open 's3://bucket/results'"),
+    (["ls", "s3://bucket/results", "--db", "x"], "--db and --collection apply to mongodb:// stores"),
+    (["ls", "s3://bucket/results", "-o", "endpoint_url"], "-o 'endpoint_url' is not KEY=VALUE"),
+    (["ls", "{grid}", "-o", "a=b"], "-o storage options apply to object-storage URLs"),
+    (["verify", "{tmp}/nowhere"], "No store at {tmp}/nowhere: the path does not exist."),
+    (["status", "{tests}/sweep_pipeline.py:nothing", "{grid}"], "has no 'nothing'; it has: "),
+    (["status", "{tests}/sweep_pipeline.py:make_flow", "{grid}", "--cache", "tree"], "Invalid value for '--cache'"),
     (["rm", "{grid}", "train"], "Name the runs to delete in one way: RUN..., --where/--state, or --all."),
     (["graph", "nowhere.py:make_flow"], "No Python file nowhere.py."),
     (["graph", "{tests}/sweep_pipeline.py"], "is not MODULE:OBJECT"),
@@ -315,3 +320,67 @@ def test_mongodb_store(mongo_server, tmp_path):
     secret = f"mongodb://user:s3cret@127.0.0.1:{free_port()}/x?serverSelectionTimeoutMS=300"
     gone = fluidml("ls", secret)
     assert gone.returncode == 1 and "is not reachable" in gone.stderr and "s3cret" not in gone.stderr + gone.stdout
+
+
+def test_verify_lists_damage_exits_1_and_repair_makes_the_next_run_redo_it(grid):
+    """`fluidml verify` finds nothing in a clean store (exit 0), one line per damaged run after a file is
+    deleted (exit 1, nothing changed), and with --repair marks it so that a flow runs it again."""
+    clean = fluidml("verify", grid)
+    assert (clean.returncode, clean.stdout) == (0, "No damage found.\n")
+    victim = grid / "evaluate" / "exp-000" / "accuracy.p"
+    victim.unlink()
+    before = snapshot(grid)
+    found = fluidml("verify", grid)
+    assert found.returncode == 1
+    assert found.stdout.splitlines() == [
+        f'task "evaluate", run {victim.parent.name}: is missing ({victim})',
+        "1 damaged run; run again with --repair to have it redone."]
+    assert snapshot(grid) == before  # read-only without --repair
+    repaired = fluidml("verify", grid, "--repair")
+    assert repaired.returncode == 0 and repaired.stdout.splitlines()[-1] == (
+        "1 damaged run marked not finished: the next run redoes it.")
+    info = json.loads((victim.parent / "fluidml_info.json").read_text())
+    assert info["state"] == "failed" and info["fluidml"]["damage"]["location"] == str(victim)
+
+
+def test_status_says_what_a_run_would_do_and_why_without_writing(grid):
+    """`fluidml status MODULE:OBJECT STORE` prints one line per task name and a row per task with its
+    reason; it writes nothing. A missing object makes its task run again, and what is built on it."""
+    flow = f"{TESTS}/sweep_pipeline.py:make_flow"
+    cached = fluidml("status", flow, grid)
+    assert cached.returncode == 0, cached.stderr
+    assert cached.stdout.splitlines()[:4] == ["Featurize: 2 cached, 0 to run", "train: 4 cached, 0 to run",
+                                              "evaluate: 4 cached, 0 to run", "select: 1 cached, 0 to run"]
+    (grid / "train" / "exp-000" / "model.p").unlink()
+    before = snapshot(grid)
+    rows = {row["task"]: row for row in as_json("status", flow, grid)}
+    assert snapshot(grid) == before
+    assert [name for name, row in rows.items() if row["runs"] == "runs"] == ["train-1", "evaluate-1", "select"]
+    assert (rows["train-1"]["reason"], rows["evaluate-1"]["reason"], rows["select"]["reason"]) == (
+        "results missing", "upstream runs: train", "upstream runs: evaluate")
+    forced = {row["task"]: row["reason"] for row in as_json("status", flow, grid, "--force", "select")}
+    assert forced["select"] == "forced" and forced["train-2"] == "cached"
+    new = as_json("status", flow, grid.parent / "no-store-yet")
+    assert {row["reason"] for row in new} == {"new config"}
+
+
+@pytest.mark.s3
+def test_the_command_reads_an_object_store_given_by_url(s3_server, tmp_path):
+    """STORE may be an s3:// URL; storage options come with -o (the credentials from the environment,
+    as boto reads them); nothing secret is printed."""
+    from fluidml.storage import FsspecStore
+    from s3_server import CREDENTIALS
+
+    url = f"s3://fluidml-tests/cli-{tmp_path.name}"
+    make_flow().run(num_workers=1, run_name="exp", results_store=FsspecStore(url, **s3_server.options()),
+                    progress=False)
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": CREDENTIALS["key"], "AWS_SECRET_ACCESS_KEY": CREDENTIALS["secret"]}
+    listed = subprocess.run([SCRIPT, "ls", url, "-o", f"endpoint_url={s3_server.endpoint}", "--format", "json"],
+                            capture_output=True, text=True, timeout=180, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert {row["task"]: row["finished"] for row in json.loads(listed.stdout)} == {
+        "Featurize": 2, "evaluate": 4, "select": 1, "train": 4}
+    verified = subprocess.run([SCRIPT, "verify", url, "-o", f"endpoint_url={s3_server.endpoint}"],
+                              capture_output=True, text=True, timeout=180, env=env)
+    assert (verified.returncode, verified.stdout) == (0, "No damage found.\n")
+    assert CREDENTIALS["secret"] not in listed.stdout + listed.stderr + verified.stdout + verified.stderr

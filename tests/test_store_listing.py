@@ -12,7 +12,7 @@ from fluidml.storage import (
     FsspecStore, InMemoryStore, LocalFileStore, MongoDBStore, ObjectMeta, ResultsStore, RunRecord, open_store,
 )
 from fluidml.storage._open import redacted
-from conftest import STORE_MARKS, STORES
+from conftest import STORE_MARKS, STORES, start_store_server
 from sweep_pipeline import make_flow
 
 
@@ -21,8 +21,7 @@ LISTING = [pytest.param(name, marks=STORE_MARKS.get(name, [])) for name in sorte
 
 
 def _grid_store(request, tmp_path, fail_C):
-    if request.param == "mongo":
-        request.getfixturevalue("mongo_server")
+    start_store_server(request, request.param)
     store = STORES[request.param](tmp_path)
     make_flow(fail_C=fail_C).run(num_workers=1, run_name="exp", results_store=store, exit_on_error=False,
                                  progress=False)
@@ -140,8 +139,10 @@ def test_open_store_maps_paths_and_mongodb_uris(tmp_path):
     with pytest.raises(ValueError, match=r"needs a database") as caught:
         open_store("mongodb://user:secret@db.example.org")
     assert "secret" not in str(caught.value)
-    with pytest.raises(ValueError, match=r"cannot open 's3://me:\*\*\*@bucket/x'"):
-        open_store("s3://me:secret@bucket/x")
+    remote = open_store("s3://me:secret@bucket/x", read_only=True, endpoint_url="http://127.0.0.1:9")
+    assert isinstance(remote, FsspecStore) and remote.read_only and "secret" not in repr(remote)
+    assert isinstance(open_store("memory://fluidml-tests/open-store"), FsspecStore)
+    assert isinstance(open_store(f"file://{tmp_path}"), LocalFileStore)
     with pytest.raises(ValueError, match=r"db and collection apply to mongodb:// stores only"):
         open_store(tmp_path, db="x")
     assert redacted("mongodb://a:b@h1,h2/db") == "mongodb://a:***@h1,h2/db"

@@ -5,12 +5,13 @@ Exit codes: 0 done; 1 the store failed (e.g. its server is unreachable) or the u
 2 an unknown store, task, run, object or column, or a malformed argument.
 """
 
+import functools
 import os
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 import click
 
-__all__ = ["CliError", "cli", "open_target", "parse_where", "run_command", "store_arguments"]
+__all__ = ["CliError", "StoreTarget", "cli", "open_target", "parse_where", "run_command", "store_arguments"]
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -26,8 +27,9 @@ class CliError(click.ClickException):
 def cli() -> None:
     """Inspect and compare the results that fluidml flows stored.
 
-    STORE is a results directory (a LocalFileStore) or a mongodb:// URI (with --db and
-    --collection, or the database in the URI's path).
+    STORE is a results directory (a LocalFileStore), a mongodb:// URI (with --db and
+    --collection, or the database in the URI's path), or an object-storage URL such as
+    s3://bucket/prefix (an FsspecStore; -o endpoint_url=... and other storage options).
 
     \b
     Examples:
@@ -36,39 +38,82 @@ def cli() -> None:
       fluidml compare fluidml-results evaluate --sort accuracy
       fluidml show fluidml-results evaluate exp-1-003    one run: config, info, objects
       fluidml graph examples/digits.py:make_flow         a flow's task graph
+      fluidml status examples/digits.py:make_flow fluidml-results   what a run would do, and why
+      fluidml verify fluidml-results                     damaged runs (--repair: redo them)
     """
 
 
+class StoreTarget(NamedTuple):
+    """The store a command line names: STORE and its --db, --collection and -o options."""
+
+    target: str
+    db: Optional[str]
+    collection: Optional[str]
+    options: Tuple[str, ...]
+
+
 def store_arguments(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Adds the STORE argument and the --db / --collection options of MongoDB stores."""
-    fn = click.option("--collection", metavar="NAME", default=None,
-                      help="MongoDB collection (default: task_result).")(fn)
-    fn = click.option("--db", metavar="NAME", default=None,
-                      help="MongoDB database (or give it in the URI: mongodb://host/NAME).")(fn)
-    return click.argument("store", metavar="STORE")(fn)
+    """Adds the STORE argument with the --db / --collection options of MongoDB stores and the -o
+    storage options of object stores; the command gets them as one ``StoreTarget`` (``store``)."""
+
+    @functools.wraps(fn)
+    def command(store: str, db: Optional[str], collection: Optional[str], option: Tuple[str, ...],
+                **kwargs: Any) -> Any:
+        return fn(store=StoreTarget(store, db, collection, option), **kwargs)
+
+    wrapped: Callable[..., Any] = command
+    wrapped = click.option("--option", "-o", "option", multiple=True, metavar="KEY=VALUE",
+                           help="A storage option of an object store (e.g. -o endpoint_url=http://host:9000); "
+                                "repeatable.")(wrapped)
+    wrapped = click.option("--collection", metavar="NAME", default=None,
+                           help="MongoDB collection (default: task_result).")(wrapped)
+    wrapped = click.option("--db", metavar="NAME", default=None,
+                           help="MongoDB database (or give it in the URI: mongodb://host/NAME).")(wrapped)
+    return click.argument("store", metavar="STORE")(wrapped)
 
 
-def open_target(target: str, db: Optional[str], collection: Optional[str], writable: bool = False) -> Any:
-    """The store STORE names (read-only unless ``writable``); CliError if there is none there."""
+def open_target(store: StoreTarget, writable: bool = False, must_hold_runs: bool = True) -> Any:
+    """The store STORE names (read-only unless ``writable``); CliError if there is none there (or,
+    with ``must_hold_runs``, if it holds no run: most likely a wrong path or URL)."""
     from fluidml.storage import open_store
     from fluidml.storage._open import redacted
 
+    target, db, collection = store.target, store.db, store.collection
     is_uri = "://" in target
-    if not is_uri and (db is not None or collection is not None):
-        raise CliError(f"--db and --collection apply to mongodb:// stores; {target} is a directory path.")
-    if not is_uri and not os.path.isdir(target):
+    if not target.startswith(("mongodb://", "mongodb+srv://")) and (db is not None or collection is not None):
+        raise CliError(f"--db and --collection apply to mongodb:// stores; {redacted(target)} is not one.")
+    if not is_uri and not os.path.isdir(target) and (must_hold_runs or os.path.exists(target)):
         what = "is not a directory" if os.path.exists(target) else "does not exist"
-        raise CliError(f"No store at {target}: the path {what}. STORE is a results directory or a mongodb:// URI.")
+        raise CliError(f"No store at {target}: the path {what}. STORE is a results directory, a mongodb:// URI "
+                       f"or an object-storage URL (s3://bucket/prefix).")
+    options = {}
+    for item in store.options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"-o {item!r} is not KEY=VALUE (e.g. -o endpoint_url=http://127.0.0.1:9000).")
+        options[key] = value
+    if options and not is_uri:
+        raise CliError(f"-o storage options apply to object-storage URLs; {target} is a directory path.")
     try:
-        store = open_store(target, db=db, collection=collection, read_only=not writable)
-    except ValueError as error:
+        store_object = open_store(target, db=db, collection=collection, read_only=not writable, **options)
+    except (ValueError, ImportError) as error:
         raise CliError(str(error)) from None
-    if not store.task_names():
+    return _with_runs(store_object, target, is_uri) if must_hold_runs else store_object
+
+
+def _with_runs(store: Any, target: str, is_uri: bool) -> Any:
+    """The store, or CliError when it holds no run (most likely the wrong place)."""
+    from fluidml.storage._open import redacted
+
+    if store.task_names():
+        return store
+    if target.startswith(("mongodb://", "mongodb+srv://")):
         where = (f'database "{getattr(store, "db", "?")}", collection "{getattr(store, "collection_name", "?")}" '
-                 f"at {redacted(target)}") if is_uri else target
-        raise CliError(f"No runs in the store {where}: it holds no task runs. Check the "
-                       f"{'--db and --collection' if is_uri else 'path'}.")
-    return store
+                 f"at {redacted(target)}")
+        check = "--db and --collection"
+    else:
+        where, check = redacted(target), "URL" if is_uri else "path"
+    raise CliError(f"No runs in the store {where}: it holds no task runs. Check the {check}.")
 
 
 def parse_where(items: Sequence[str]) -> Dict[str, str]:
@@ -89,7 +134,9 @@ def run_command(args: Optional[Sequence[str]] = None) -> int:
     from fluidml.exception import FluidmlError, UnknownNameError
 
     try:
-        cli.main(args=args, prog_name="fluidml", standalone_mode=False)
+        code = cli.main(args=args, prog_name="fluidml", standalone_mode=False)
+        if isinstance(code, int):  # (a command that raised click's Exit: its code)
+            return code
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.UsageError as error:

@@ -11,7 +11,7 @@ from typing import Any, Optional, Tuple
 
 import click
 
-from fluidml.cli._app import CliError, cli, open_target, parse_where, store_arguments
+from fluidml.cli._app import CliError, StoreTarget, cli, open_target, parse_where, store_arguments
 from fluidml.cli._render import FORMATS, cell_text, print_rows, print_table, size_text
 
 __all__ = ["compare", "graph", "ls", "rm", "show"]
@@ -52,7 +52,7 @@ def _constants_note(constants: dict) -> Optional[str]:
 @click.option("--ascending", is_flag=True, help="With --sort: lowest first.")
 @_format
 @_limit
-def ls(store: str, db: Optional[str], collection: Optional[str], task: Optional[str], where: Tuple[str, ...],
+def ls(store: StoreTarget, task: Optional[str], where: Tuple[str, ...],
        state: Tuple[str, ...], sort: Optional[str], ascending: bool, fmt: str, limit: Optional[int]) -> None:
     """List the tasks of STORE with their runs per state, or the runs of TASK.
 
@@ -68,7 +68,7 @@ def ls(store: str, db: Optional[str], collection: Optional[str], task: Optional[
     from fluidml.results import sweep_rows, task_counts
     from fluidml.storage._open import redacted
 
-    opened = open_target(store, db, collection)
+    opened = open_target(store)
     if task is None:
         if where or state or sort:
             raise CliError("--where, --state and --sort need a TASK: fluidml ls STORE TASK ...")
@@ -77,11 +77,11 @@ def ls(store: str, db: Optional[str], collection: Optional[str], task: Optional[
                         key=lambda s: (STATE_ORDER.index(s) if s in STATE_ORDER else len(STATE_ORDER), s))
         rows = [{"task": name, "runs": sum(c.values()), **{s: c.get(s, 0) for s in states}}
                 for name, c in counts.items()]
-        print_rows(["task", "runs", *states], rows[:_rows_limit(fmt, limit)], fmt, len(rows), title=redacted(store))
+        print_rows(["task", "runs", *states], rows[:_rows_limit(fmt, limit)], fmt, len(rows), title=redacted(store.target))
         return
     table = sweep_rows(opened, task, objects=[], where=parse_where(where), state=list(state), sort=sort,
                        ascending=ascending, limit=_rows_limit(fmt, limit))
-    print_rows(table.columns, table.rows, fmt, table.total, title=f"{task} in {redacted(store)}",
+    print_rows(table.columns, table.rows, fmt, table.total, title=f"{task} in {redacted(store.target)}",
                note=_constants_note(table.constants))
 
 
@@ -97,7 +97,7 @@ def ls(store: str, db: Optional[str], collection: Optional[str], task: Optional[
 @_state
 @_format
 @_limit
-def compare(store: str, db: Optional[str], collection: Optional[str], task: str, metrics: Tuple[str, ...],
+def compare(store: StoreTarget, task: str, metrics: Tuple[str, ...],
             sort: Optional[str], ascending: bool, where: Tuple[str, ...], state: Tuple[str, ...], fmt: str,
             limit: Optional[int]) -> None:
     """Print the sweep table of TASK: one row per run, the config values that differ, and the
@@ -116,10 +116,10 @@ def compare(store: str, db: Optional[str], collection: Optional[str], task: str,
     from fluidml.results import sweep_rows
     from fluidml.storage._open import redacted
 
-    opened = open_target(store, db, collection)
+    opened = open_target(store)
     table = sweep_rows(opened, task, objects=list(metrics) or None, where=parse_where(where), state=list(state),
                        sort=sort, ascending=ascending, limit=_rows_limit(fmt, limit))
-    print_rows(table.columns, table.rows, fmt, table.total, title=f"{task} in {redacted(store)}",
+    print_rows(table.columns, table.rows, fmt, table.total, title=f"{task} in {redacted(store.target)}",
                note=_constants_note(table.constants))
 
 
@@ -129,7 +129,7 @@ def compare(store: str, db: Optional[str], collection: Optional[str], task: str,
 @click.argument("run")
 @click.option("--object", "object_name", metavar="NAME", default=None,
               help="Print this saved object: JSON and text as they are, other objects as a short repr.")
-def show(store: str, db: Optional[str], collection: Optional[str], task: str, run: str,
+def show(store: StoreTarget, task: str, run: str,
          object_name: Optional[str]) -> None:
     """Show one run of TASK: its unique config, its info (state, times, where it ran, the error
     and traceback of a failed run) and its saved objects with types and sizes.
@@ -143,7 +143,7 @@ def show(store: str, db: Optional[str], collection: Optional[str], task: str, ru
     """
     from fluidml.results import find_run, run_extras, run_hash, run_state
 
-    opened = open_target(store, db, collection)
+    opened = open_target(store)
     record = find_run(opened, task, run)
     if object_name is not None:
         _print_object(opened, record, object_name)
@@ -211,7 +211,7 @@ def _print_object(store: Any, record: Any, name: str) -> None:
 @click.option("--all", "every", is_flag=True, help="Every run of TASK.")
 @click.option("--with-successors", is_flag=True, help="Also the runs of other tasks built on them.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before deleting.")
-def rm(store: str, db: Optional[str], collection: Optional[str], task: str, runs: Tuple[str, ...],
+def rm(store: StoreTarget, task: str, runs: Tuple[str, ...],
        where: Tuple[str, ...], state: Tuple[str, ...], every: bool, with_successors: bool, yes: bool) -> None:
     """Delete runs of TASK: the RUNs named (id, hash, or the start of either), those that pass
     --where/--state, or --all; asks first unless --yes.
@@ -228,7 +228,7 @@ def rm(store: str, db: Optional[str], collection: Optional[str], task: str, runs
 
     if bool(runs) + bool(where or state) + every != 1:
         raise CliError("Name the runs to delete in one way: RUN..., --where/--state, or --all.")
-    opened = open_target(store, db, collection, writable=True)
+    opened = open_target(store, writable=True)
     chosen = select_runs(opened, task, runs, where=parse_where(where), state=list(state))
     if not chosen:
         click.echo(f'No run of task "{task}" matches; nothing deleted.')

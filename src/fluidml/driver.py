@@ -47,6 +47,10 @@ class RunObserver:
     def task_submitted(self, task: Task) -> None:
         """A task was handed to the executor."""
 
+    def task_status(self, task: Task, status: str) -> None:
+        """Where a submitted task stands on a cluster changed, e.g. a Slurm job went from
+        "PENDING (Priority)" to "RUNNING on node3" (executors that know report it)."""
+
     def task_ended(self, task: Task, outcome: Outcome, finished: int, total: int) -> None:
         """A task finished, was found in the store (``outcome.cached``), failed or was killed;
         ``finished`` counts the tasks finished so far."""
@@ -101,17 +105,21 @@ class _Run:
 
     def _loop(self, executor: Executor) -> None:
         in_flight = 0
+        resumes = type(executor).resume is not Executor.resume  # (most executors never resume anything)
         while True:
             while in_flight < executor.capacity and self.scheduler.has_ready():
                 task_id = self.scheduler.pop_ready()
                 task = self.tasks[task_id]
                 task.state = TaskState.SCHEDULED
                 predecessors = self._prepare(task)
-                cached, reason = plan_task(task, predecessors, self.store)
-                if cached is not None:
-                    self.complete(task_id, cached)
-                    continue
-                executor.submit(Job(task_id, task, predecessors, self.store, reason))
+                if resumes and executor.resume(Job(task_id, task, predecessors, self.store, "resumed")):
+                    task.state = TaskState.RUNNING  # started by an earlier driver; neither planned nor submitted
+                else:
+                    cached, reason = plan_task(task, predecessors, self.store)
+                    if cached is not None:
+                        self.complete(task_id, cached)
+                        continue
+                    executor.submit(Job(task_id, task, predecessors, self.store, reason))
                 in_flight += 1
                 for observer in self.observers:
                     observer.task_submitted(task)
@@ -137,6 +145,11 @@ class _Run:
             if self.unprepared[pred_id] == 0:
                 self.tasks[pred_id]._release_unique_config()
         return refs
+
+    def status(self, task_id: int, text: str) -> None:
+        """The executor's news about where a submitted task stands, passed to the observers."""
+        for observer in self.observers:
+            observer.task_status(self.tasks[task_id], text)
 
     def complete(self, task_id: int, outcome: Outcome) -> None:
         """Takes a task's outcome: updates the task, the scheduler and the summary; tells observers."""
@@ -185,10 +198,12 @@ def drive(
         task.state = TaskState.PENDING
     for observer in observers:
         observer.run_started(summary)
+    executor.report_status = run.status
     try:
         with executor:
             run.loop(executor)
     finally:
+        executor.report_status = None
         for task_id in run.scheduler.pending:
             summary.states.setdefault(tasks[task_id].unique_name, TaskState.PENDING)
         summary.duration = time.monotonic() - summary.started

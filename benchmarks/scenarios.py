@@ -194,4 +194,19 @@ SCENARIOS = [
             Metric("cpu_overhead", "Ray, 16 CPU-bound tasks: our overhead / Ray's own cost", "x", at_most(2.0, "x")),
         ),
     ),
+    Scenario(
+        name="slurm",
+        script="bench_slurm.py",  # starts its own single-node cluster (root, Debian's slurm-wlm and munge)
+        sizes=(100,),
+        quick_sizes=(5,),
+        original_max=0,
+        original_note="no Slurm executor in 0.3.4",
+        metrics=(
+            Metric("bare_seconds", "Slurm: {size} bare `sbatch` jobs of `python -c pass`, submission to last one done",
+                   "s"),
+            Metric("ours_seconds", "Slurm: {size} trivial tasks as a fluidml flow (`executor=\"slurm\"`), run() to "
+                   "its return", "s"),
+            Metric("ratio", "Slurm, {size} trivial tasks: fluidml / bare `sbatch` jobs", "x", at_most(1.5, "x")),
+        ),
+    ),
 ]

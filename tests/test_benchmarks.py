@@ -10,6 +10,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: Scenarios that start a MongoDB test server: smoke-tested under the "mongo" mark.
 MONGO_SCENARIOS = ["mongo"]
+#: Scenarios that start a Slurm cluster: smoke-tested under the "slurm" mark.
+SLURM_SCENARIOS = ["slurm"]
 
 
 def quick_run(tmp_path, only=()):
@@ -33,7 +35,7 @@ def test_quick_benchmark_run_reports_every_scenario(tmp_path):
         from scenarios import SCENARIOS
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    names = [s.name for s in SCENARIOS if s.name not in MONGO_SCENARIOS]
+    names = [s.name for s in SCENARIOS if s.name not in MONGO_SCENARIOS + SLURM_SCENARIOS]
     ours = quick_run(tmp_path, names)
     assert {r["scenario"] for r in ours} == set(names)
     assert all(r["status"] == "ok" for r in ours)
@@ -47,3 +49,17 @@ def test_quick_mongo_benchmark_runs_against_its_own_server(tmp_path):
     assert [r["status"] for r in ours] == ["ok"]
     data = ours[0]["data"]
     assert data["num_tasks"] == 20 and data["us_per_task"] > 0 and data["cached_us_per_task"] > 0
+
+
+@pytest.mark.slurm
+def test_quick_slurm_benchmark_runs_on_its_own_cluster(tmp_path):
+    """The Slurm scenario starts a single-node cluster itself and reports both timings and their ratio."""
+    from slurm_cluster import missing_programs
+
+    missing = missing_programs()
+    if missing:
+        pytest.skip(f"a Slurm cluster needs {', '.join(missing)}, missing on this machine")
+    ours = quick_run(tmp_path, SLURM_SCENARIOS)
+    assert [r["status"] for r in ours] == ["ok"], ours
+    data = ours[0]["data"]
+    assert data["num_tasks"] == 5 and data["bare_seconds"] > 0 and data["ratio"] == data["ours_seconds"] / data["bare_seconds"]

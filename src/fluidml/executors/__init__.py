@@ -1,6 +1,6 @@
 """Where tasks run: in this process (``LocalExecutor``), in worker processes (``ProcessExecutor``), on
 a Ray cluster (``RayExecutor``, which imports Ray only when it starts) or as Slurm jobs
-(``SlurmExecutor``, imported on first use).
+(``SlurmExecutor``). The worker pool and the Slurm executor are imported on first use.
 
 ``Flow.run(executor=...)`` chooses here, in one place: a name of ``EXECUTORS`` or an ``Executor``
 object. A new executor is one module plus one entry in ``EXECUTORS``.
@@ -11,7 +11,6 @@ from typing import Any, Callable, Dict, Optional, Union
 from fluidml.exception import RunConfigError
 from fluidml.executors.base import Completion, Executor, Job, RunSettings
 from fluidml.executors.local import LocalExecutor
-from fluidml.executors.processes import ProcessExecutor
 from fluidml.executors.ray import RayExecutor
 
 __all__ = ["EXECUTORS", "Completion", "Executor", "Job", "LocalExecutor", "ProcessExecutor", "RayExecutor",
@@ -23,6 +22,8 @@ def _local(settings: RunSettings) -> Executor:
 
 
 def _processes(settings: RunSettings) -> Executor:
+    from fluidml.executors.processes import ProcessExecutor
+
     return ProcessExecutor(settings.pool_size(), settings.store, settings.resource_list(), settings.start_method,
                            tmux_session=settings.tmux_session, max_panes_per_window=settings.max_panes_per_window)
 
@@ -63,7 +64,12 @@ def make_executor(choice: Optional[Union[str, Executor]], settings: RunSettings)
 
 
 def __getattr__(name: str) -> Any:
-    if name == "SlurmExecutor":  # imported on first use: `import fluidml` stays light
+    # imported on first use: `import fluidml` stays light, and so does a Slurm job's start-up
+    if name == "ProcessExecutor":
+        from fluidml.executors.processes import ProcessExecutor
+
+        return ProcessExecutor
+    if name == "SlurmExecutor":
         from fluidml.executors.slurm import SlurmExecutor
 
         return SlurmExecutor

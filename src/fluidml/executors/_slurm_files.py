@@ -12,6 +12,7 @@ the job's outcome, so a driver started again finds the jobs of one that was stop
 """
 
 import json
+import logging
 import os
 import re
 import socket
@@ -20,6 +21,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
+
+from fluidml.executors import _slurm_cli as cli
+
+logger = logging.getLogger("fluidml.executors.slurm")
 
 __all__ = ["JobRecord", "JobRecords", "log_tail", "safe_name", "write_atomic"]
 
@@ -133,6 +138,26 @@ class JobRecords:
                 record = self._read(path)
                 if record is not None:
                     yield task_dir.name, path.stem, record
+
+    def alive(self) -> Dict[Tuple[str, str], Tuple[JobRecord, "cli.JobState"]]:
+        """The recorded jobs that are still queued or running (one squeue call), by ``key``; records
+        of jobs that ended are removed. If Slurm cannot be asked, every recorded job counts."""
+        records = list(self.all())
+        if not records:
+            return {}
+        try:
+            states: Optional[Dict[str, cli.JobState]] = cli.job_states(r.job_id.split("_")[0] for _, _, r in records)
+        except (cli.SlurmCommandError, OSError) as exc:
+            logger.warning("Slurm: cannot list the jobs of an earlier driver; waiting for each of them: %s", exc)
+            states = None
+        found = {}
+        for task_dir, digest, record in records:
+            state = cli.JobState("UNKNOWN") if states is None else states.get(record.job_id)
+            if state is not None and (state.alive or states is None):
+                found[(task_dir, digest)] = (record, state)
+            else:
+                self.forget(task_dir, digest)
+        return found
 
     def forget(self, task_dir: str, digest: str) -> None:
         try:

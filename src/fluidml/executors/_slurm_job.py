@@ -143,6 +143,7 @@ def main(argv: Optional[List[str]] = None) -> None:
                 f"it in the Python the jobs run (SlurmExecutor(python=...)), or put its directory on PYTHONPATH "
                 f"(sbatch passes the driver's environment on).", name=exc.name)
         outcome = Outcome(state, error=exc, traceback=text)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the task is over: its outcome is written whatever comes
     sys.stdout.flush()
     if outcome.state != TaskState.FINISHED and outcome.traceback:
         sys.stderr.write(outcome.traceback)

@@ -34,7 +34,8 @@ from fluidml.exception import RunConfigError, TaskFailedError
 from fluidml.executors import _pickling
 from fluidml.executors import _slurm_cli as cli
 from fluidml.executors._shipping import SpecTable
-from fluidml.executors._slurm_files import JobRecord, JobRecords, log_tail, safe_name, write_atomic
+from fluidml.executors._slurm_files import JobRecord, JobRecords, safe_name, write_atomic
+from fluidml.executors._slurm_outcomes import RETRYABLE, failure, killed, read_outcome
 from fluidml.executors.base import Completion, Executor, Job, RunSettings
 from fluidml.runner import Outcome
 from fluidml.task import TaskState
@@ -52,21 +53,6 @@ CANCEL_GRACE = 15.0
 #: The most tasks in one job array (Slurm's default MaxArraySize is 1001).
 MAX_ARRAY = 1000
 JOB_ENTRY = "from fluidml.executors._slurm_job import main; main()"
-#: Job states after which a task whose job did not report runs again if it has retries left.
-RETRYABLE = frozenset({"NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "OUT_OF_MEMORY", "FAILED", "UNKNOWN"})
-_HINTS = {
-    "TIMEOUT": "it ran past its time limit; raise Requests(timeout=...) or SlurmExecutor(time=...)",
-    "OUT_OF_MEMORY": "it used more memory than it asked for; raise Requests(memory=...)",
-    "NODE_FAIL": "its node failed; Requests(retries=N) runs it again",
-    "PREEMPTED": "a job of higher priority took its place; Requests(retries=N) runs it again",
-    "BOOT_FAIL": "its node failed to boot; Requests(retries=N) runs it again",
-    "CANCELLED": "someone cancelled it (scancel) or Slurm did",
-    "DEADLINE": "it reached its deadline",
-    "FAILED": "its process ended without reporting: killed, crashed, or a setup line failed",
-    "COMPLETED": "its process exited, but its outcome file never appeared in the work directory",
-}
-
-
 @dataclass
 class _Flight:
     """A task on its way through Slurm: its job, where its files are, what it may still try."""
@@ -152,7 +138,7 @@ class SlurmExecutor(Executor):
         self._work_dir = work_dir.absolute()
         records = Path(base_dir, ".fluidml", "slurm", ".jobs") if base_dir is not None else self._work_dir / ".jobs"
         self._records = JobRecords(records.absolute())
-        self._settings = settings
+        self._settings, self._run_name = settings, settings.run_name
         self.capacity = self.max_in_flight or settings.num_workers or sys.maxsize
         self.description = f"{self.description.split(', logs')[0]}, logs in {self._work_dir}"
 
@@ -180,7 +166,7 @@ class SlurmExecutor(Executor):
         self._prefixes: Dict[str, str] = {}
         self._cancelling = False
         self._interval, self._last_poll, self._last_warning = POLL_MIN, 0.0, 0.0
-        self._adoptable = self._earlier_jobs()
+        self._adoptable = self._records.alive()  # jobs of an earlier driver, to wait for instead of submitting
 
     def shutdown(self) -> None:
         """Cancels the jobs still in flight (an error ended the run early) and removes this driver's
@@ -243,7 +229,7 @@ class SlurmExecutor(Executor):
         finished if they got there first) and returns every outstanding completion."""
         self._cancelling = True
         for flight in self._pending:
-            self._complete(flight, self._killed(flight))
+            self._complete(flight, killed(flight.job.reason))
         self._pending = []
         cancelled = self._scancel([flight.record.job_id for flight in self._flights.values()])
         deadline = time.monotonic() + CANCEL_GRACE
@@ -254,7 +240,7 @@ class SlurmExecutor(Executor):
         except KeyboardInterrupt:
             pass  # a second Ctrl-C: stop waiting
         for flight in list(self._flights.values()):
-            self._complete(flight, self._killed(flight), forget=cancelled)
+            self._complete(flight, killed(flight.job.reason), forget=cancelled)
         completions = list(self._completions)
         self._completions.clear()
         return completions
@@ -300,7 +286,7 @@ class SlurmExecutor(Executor):
         batch_file = self._work_dir / f".{name}.json"
         write_atomic(batch_file, json.dumps(batch).encode("utf-8"))
         script = self._work_dir / f".{name}.sh"
-        lines = ["#!/bin/bash", f'# fluidml: {len(flights)} task(s) of run "{self._settings.run_name}"', "set -e",
+        lines = ["#!/bin/bash", f'# fluidml: {len(flights)} task(s) of run "{self._run_name}"', "set -e",
                  *self.setup, f"exec {shlex.quote(self.python)} -c {shlex.quote(JOB_ENTRY)} "
                  f"{shlex.quote(str(batch_file))}"]
         write_atomic(script, ("\n".join(lines) + "\n").encode("utf-8"))
@@ -309,21 +295,22 @@ class SlurmExecutor(Executor):
         options = [f"--job-name={first.job.task.name if array else first.record.unique_name}",
                    f"--output={log_dir}/{array_log or first.record.prefix + '-%j.out'}", "--open-mode=append",
                    *([f"--array=0-{len(flights) - 1}"] if array else []), *first.options]
-        try:
-            job_id = cli.sbatch(str(script), options)
-        except (cli.SlurmCommandError, OSError) as exc:
-            for flight in flights:
-                name = flight.record.unique_name
-                self._fail_now(flight.job, TaskFailedError(
-                    f'Task "{name}": Slurm did not accept its job: {getattr(exc, "stderr", "") or exc}'.rstrip()
-                    + f"\nsbatch options: {' '.join(options)}", task_name=name))
-            return
-        for index, flight in enumerate(flights):
-            flight.record.job_id = f"{job_id}_{index}" if array else job_id
-            flight.record.array_log = array_log
-            flight.missing_since = None
-            self._records.write(flight.job.task.name, flight.digest, flight.record)
-            self._flights[flight.job.task_id] = flight
+        with cli.interrupts_deferred():  # the job's id is recorded before a Ctrl-C is taken
+            try:
+                job_id = cli.sbatch(str(script), options)
+            except (cli.SlurmCommandError, OSError) as exc:
+                for flight in flights:
+                    name = flight.record.unique_name
+                    self._fail_now(flight.job, TaskFailedError(
+                        f'Task "{name}": Slurm did not accept its job: {getattr(exc, "stderr", "") or exc}'.rstrip()
+                        + f"\nsbatch options: {' '.join(options)}", task_name=name))
+                return
+            for index, flight in enumerate(flights):
+                flight.record.job_id = f"{job_id}_{index}" if array else job_id
+                flight.record.array_log = array_log
+                flight.missing_since = None
+                self._flights[flight.job.task_id] = flight
+                self._records.write(flight.job.task.name, flight.digest, flight.record)
         what = f'job array {job_id} ({len(flights)} tasks of "{first.job.task.name}")' if array else \
             f'job {job_id} (task "{first.record.unique_name}")'
         logger.info("Slurm: submitted %s.", what)
@@ -351,7 +338,7 @@ class SlurmExecutor(Executor):
     def _check(self, task_id: int, flight: _Flight, states: Optional[Dict[str, cli.JobState]]) -> bool:
         """Decides about one job from its outcome file and Slurm's state; True if something changed."""
         state = states.get(flight.record.job_id) if states is not None else None
-        outcome = self._read_outcome(flight)
+        outcome = read_outcome(flight.record, flight.job.reason)
         if outcome is not None and outcome.state != TaskState.KILLED:  # the task ended on its own
             self._complete(flight, outcome)
             return True
@@ -368,7 +355,7 @@ class SlurmExecutor(Executor):
             return False  # squeue failed: nothing more is known
         if outcome is not None:  # interrupted: by us, by the task itself, or by Slurm
             on_its_own = state is None or state.state in ("COMPLETED", "FAILED")
-            self._complete(flight, outcome if on_its_own or self._cancelling else self._failure(flight, state, outcome))
+            self._complete(flight, outcome if on_its_own or self._cancelling else failure(flight.record, state, flight.job.reason, outcome))
             return True
         if not self._cancelling and (state is None or state.state == "COMPLETED"):
             now = time.monotonic()
@@ -380,7 +367,7 @@ class SlurmExecutor(Executor):
 
     def _ended_without_outcome(self, flight: _Flight, state: Optional[cli.JobState]) -> None:
         if self._cancelling:
-            self._complete(flight, self._killed(flight))
+            self._complete(flight, killed(flight.job.reason))
             return
         state = state or cli.accounting_state(flight.record.job_id) or cli.JobState("UNKNOWN")
         if state.state.split()[0] in RETRYABLE and flight.retries > 0 and not flight.adopted:
@@ -389,53 +376,9 @@ class SlurmExecutor(Executor):
                            "left).", flight.record.job_id, flight.record.unique_name, state.describe(), flight.retries)
             self._sbatch([flight])
             return
-        self._complete(flight, self._failure(flight, state))
-
-    def _read_outcome(self, flight: _Flight) -> Optional[Outcome]:
-        try:
-            data = flight.record.outcome_path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            data = exc  # type: ignore[assignment]
-        try:
-            if isinstance(data, OSError):
-                raise data
-            outcome: Outcome = pickle.loads(data)
-            return outcome
-        except Exception as exc:
-            name = flight.record.unique_name
-            error = TaskFailedError(f'Task "{name}": the outcome of Slurm job {flight.record.job_id} cannot be read '
-                                    f"from {flight.record.outcome_path}: {exc}", task_name=name)
-            return Outcome(TaskState.FAILED, reason=flight.job.reason, error=error, traceback=f"TaskFailedError: {error}\n")
+        self._complete(flight, failure(flight.record, state, flight.job.reason))
 
     # ------------------------------------------------------------------------------ completions
-
-    def _failure(self, flight: _Flight, state: Optional[cli.JobState], interrupted: Optional[Outcome] = None) -> Outcome:
-        """A FAILED outcome for a job that Slurm ended: its state and reason, a hint, its log's tail."""
-        record = flight.record
-        state = state or cli.JobState("UNKNOWN")
-        what = state.state
-        if what == "CANCELLED":  # sacct, where the cluster keeps accounting, says by whom
-            accounted = cli.accounting_state(record.job_id)
-            what = accounted.state if accounted is not None and accounted.state.startswith("CANCELLED") else what
-        if what == "UNKNOWN":
-            what = "and left Slurm's queue (neither squeue nor sacct lists it)"
-        reason = f" (reason: {state.reason})" if state.reason else ""
-        hint = _HINTS.get(state.state, "")
-        tail = log_tail(record.log_paths())
-        log = f"Its log, {record.log_path}, ends with:\n{tail}" if tail else f"Its log {record.log_path} is missing."
-        error = TaskFailedError(f'Task "{record.unique_name}": Slurm job {record.job_id} ended {what}{reason} before '
-                                f"the task reported back{': ' + hint if hint else ''}.\n{log}",
-                                task_name=record.unique_name)
-        previous = interrupted or Outcome(TaskState.FAILED)
-        return Outcome(TaskState.FAILED, reason=flight.job.reason, error=error, traceback=f"TaskFailedError: {error}\n",
-                       run_name=previous.run_name, sweep_counter=previous.sweep_counter, started=previous.started,
-                       ended=previous.ended, run_history=previous.run_history)
-
-    def _killed(self, flight: _Flight) -> Outcome:
-        return Outcome(TaskState.KILLED, reason=flight.job.reason, error=KeyboardInterrupt(),
-                       traceback="KeyboardInterrupt: the run was stopped and its Slurm jobs cancelled\n")
 
     def _fail_now(self, job: Job, error: BaseException) -> None:
         """Reports a task that could not be submitted."""
@@ -463,23 +406,3 @@ class SlurmExecutor(Executor):
             return False
         logger.warning("Slurm: cancelled %d job(s): %s", len(job_ids), " ".join(sorted(job_ids)))
         return True
-
-    def _earlier_jobs(self) -> Dict[Tuple[str, str], Tuple[JobRecord, cli.JobState]]:
-        """The jobs an earlier driver recorded that are still queued or running, by (task, digest);
-        records of jobs that ended are removed."""
-        records = list(self._records.all())
-        if not records:
-            return {}
-        try:
-            states: Optional[Dict[str, cli.JobState]] = cli.job_states(r.job_id.split("_")[0] for _, _, r in records)
-        except (cli.SlurmCommandError, OSError) as exc:
-            logger.warning("Slurm: cannot list the jobs of an earlier driver; waiting for each of them: %s", exc)
-            states = None
-        alive = {}
-        for task_dir, digest, record in records:
-            state = cli.JobState("UNKNOWN") if states is None else states.get(record.job_id)
-            if state is not None and (state.alive or states is None):
-                alive[(task_dir, digest)] = (record, state)
-            else:
-                self._records.forget(task_dir, digest)
-        return alive

@@ -2,7 +2,9 @@
 each: N trivial tasks as a flow (``executor="slurm"``, results in a ``LocalFileStore``), timed from
 ``run()`` to its return (submission to the last result), and N jobs ``sbatch --wrap "python -c pass"``,
 timed from the first ``sbatch`` until squeue lists all of them as COMPLETED (looked at every 0.25 s).
-Reports both and their ratio (target: at most 1.5).
+Reports both and their ratio (target: at most 1.5), and for scale the CPU time a job's Python spends
+importing fluidml (median of 5 fresh interpreters, beside ``python -c pass``): on a machine with few
+cores that start-up, not Slurm, is most of the difference.
 
 The script starts its own single-node cluster with the tests' helper (tests/slurm_cluster.py:
 munged, slurmctld, slurmd as root, Debian's slurm-wlm and munge), unless SLURM_CONF names one.
@@ -49,6 +51,17 @@ def bare(n: int, log_dir: str) -> None:
         time.sleep(0.25)
 
 
+def cpu_seconds(code: str, runs: int = 5) -> float:
+    """Median CPU time (user + sys) of a fresh interpreter running ``code``."""
+    times = []
+    for _ in range(runs):
+        before = os.times()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        after = os.times()
+        times.append(after.children_user - before.children_user + after.children_system - before.children_system)
+    return sorted(times)[len(times) // 2]
+
+
 def main() -> None:
     args = parse_args(__doc__, "number of trivial tasks N")
     n = args.size
@@ -82,7 +95,9 @@ def main() -> None:
             cluster.stop()
         shutil.rmtree(work, ignore_errors=True)
     emit({"scenario": "slurm", "n": n, "num_tasks": n, "repeats": repeats, "bare_seconds": best["bare"],
-          "ours_seconds": best["ours"], "ratio": best["ours"] / best["bare"]})
+          "ours_seconds": best["ours"], "ratio": best["ours"] / best["bare"],
+          "job_import_cpu_seconds": cpu_seconds("import fluidml.executors._slurm_job"),
+          "bare_python_cpu_seconds": cpu_seconds("pass")})
 
 
 if __name__ == "__main__":

@@ -207,6 +207,9 @@ SCENARIOS = [
             Metric("ours_seconds", "Slurm: {size} trivial tasks as a fluidml flow (`executor=\"slurm\"`), run() to "
                    "its return", "s"),
             Metric("ratio", "Slurm, {size} trivial tasks: fluidml / bare `sbatch` jobs", "x", at_most(1.5, "x")),
+            Metric("job_import_cpu_seconds", "Slurm: CPU a job spends importing fluidml (`python -c pass`: "
+                   "see the next row)", "s"),
+            Metric("bare_python_cpu_seconds", "Slurm: CPU of `python -c pass`", "s"),
         ),
     ),
 ]

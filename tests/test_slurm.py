@@ -104,6 +104,25 @@ def test_importing_fluidml_does_not_import_the_slurm_executor():
     assert out == ["False", "SlurmExecutor"]
 
 
+def test_a_job_slurm_ended_fails_with_its_state_reason_hint_and_log_tail(tmp_path, monkeypatch):
+    from fluidml.executors._slurm_files import JobRecord
+    from fluidml.executors._slurm_outcomes import failure
+
+    record = JobRecord("4711_2", str(tmp_path), "train-3", "train-3")
+    record.log_path.write_text("".join(f"epoch {i}\n" for i in range(30)) + "slurmstepd: *** JOB 4711 ... DUE TO TIME LIMIT ***\n")
+    outcome = failure(record, cli.JobState("TIMEOUT", "TimeLimit"), "new config")
+    assert outcome.state.value == "failed" and outcome.reason == "new config"
+    message = str(outcome.error)
+    assert message.startswith('Task "train-3": Slurm job 4711_2 ended TIMEOUT (reason: TimeLimit) before the task '
+                              "reported back: it ran past its time limit; raise Requests(timeout=...)")
+    assert f"Its log, {record.log_path}, ends with:" in message and "    epoch 29" in message
+    assert "epoch 10\n" not in message and "DUE TO TIME LIMIT" in message  # the last 20 lines
+    monkeypatch.setattr(cli, "accounting_state", lambda job_id: cli.JobState("CANCELLED by 1000"))
+    assert "ended CANCELLED by 1000 before" in str(failure(record, cli.JobState("CANCELLED"), "").error)
+    record.log_path.unlink()
+    assert f"Its log {record.log_path} is missing." in str(failure(record, None, "").error)
+
+
 def test_the_progress_display_shows_job_states():
     task = Flow([TaskSpec(task=t.report, config={"tag": [1, 2]}, expand="product")])._tasks
     display = ProgressDisplay()
@@ -148,6 +167,31 @@ def test_a_fraction_of_a_gpu_fails_the_task_clearly(slurm_cluster, tmp_path):
     with pytest.raises(RunConfigError, match=r'Task "report" requests gpus=0.5, but Slurm gives whole GPUs only'):
         Flow([TaskSpec(task=t.report)]).run(executor="slurm", results_store=_store(tmp_path),
                                             requests={"report": {"gpus": 0.5}})
+
+
+@pytest.mark.slurm
+def test_a_job_slurm_refuses_fails_its_task_with_slurms_message(slurm_cluster, tmp_path, recorder):
+    fits = TaskSpec(task=t.report, name="fits")
+    too_big = TaskSpec(task=t.report, name="too_big", requests={"gpus": 5})
+    Flow([fits, too_big]).run(executor="slurm", results_store=_store(tmp_path), exit_on_error=False,
+                              observers=[recorder])
+    assert recorder.state("fits") == "finished" and recorder.state("too_big") == "failed"
+    error = dict(recorder.summary.failures)["too_big"]
+    assert 'Task "too_big": Slurm did not accept its job: sbatch: error: Batch job submission failed: Requested ' \
+           "node configuration is not available" in error
+
+
+@pytest.mark.slurm
+def test_a_task_whose_module_the_nodes_cannot_import_says_so(slurm_cluster, tmp_path, monkeypatch):
+    (tmp_path / "private_tasks.py").write_text("def private(task):\n    task.save(1, 'one')\n")
+    # importable here, not in the jobs' environment (sys.path[0], the script's directory, goes to the jobs)
+    monkeypatch.setattr(sys, "path", [sys.path[0], str(tmp_path), *sys.path[1:]])
+    monkeypatch.delitem(sys.modules, "private_tasks", raising=False)
+    import private_tasks
+
+    with pytest.raises(ModuleNotFoundError, match="No module named 'private_tasks' in Slurm job .*: the task's code "
+                                                  "must be importable on the cluster's nodes"):
+        Flow([TaskSpec(task=private_tasks.private)]).run(executor="slurm", results_store=_store(tmp_path))
 
 
 @pytest.mark.slurm

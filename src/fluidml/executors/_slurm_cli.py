@@ -5,21 +5,19 @@ keeps accounting): they are on every login node, need no extra Python package, a
 user exactly as the user's own shell would.
 """
 
-import contextlib
 import math
 import re
 import shutil
-import signal
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
 from fluidml.exception import RunConfigError
+from fluidml.executors._signals import interrupts_deferred
 
-__all__ = ["ALIVE", "JobState", "SlurmCommandError", "accounting_state", "extra_options", "interrupts_deferred",
-           "job_states", "request_options", "require_commands", "sbatch", "scancel", "slurm_time"]
+__all__ = ["ALIVE", "JobState", "SlurmCommandError", "accounting_state", "extra_options", "job_states",
+           "request_options", "require_commands", "sbatch", "scancel", "slurm_time"]
 
 #: Seconds added to a task's timeout for its job's ``--time``: Python start-up and loading inputs,
 #: plus the grace period a task gets after its timeout to end on its own.
@@ -74,20 +72,6 @@ def require_commands() -> None:
         raise RunConfigError(f'executor="slurm" runs Slurm\'s commands, and {", ".join(missing)} '
                              f"{'is' if len(missing) == 1 else 'are'} not on this machine's PATH. Run the flow on a "
                              f"login node of the cluster (or load Slurm's module first).", key="executor")
-
-
-@contextlib.contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Holds Ctrl-C back (in the main thread) until the block is done, so that a job is never
-    submitted without the driver knowing its id, nor a cancellation cut short."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _run(command: List[str], attempts: int = 3) -> str:

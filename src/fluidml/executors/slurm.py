@@ -34,6 +34,7 @@ from fluidml.exception import RunConfigError, TaskFailedError
 from fluidml.executors import _pickling
 from fluidml.executors import _slurm_cli as cli
 from fluidml.executors._shipping import SpecTable
+from fluidml.executors._signals import interrupts_deferred
 from fluidml.executors._slurm_files import JobRecord, JobRecords, safe_name, write_atomic
 from fluidml.executors._slurm_outcomes import RETRYABLE, failure, killed, read_outcome
 from fluidml.executors.base import Completion, Executor, Job, RunSettings
@@ -295,7 +296,7 @@ class SlurmExecutor(Executor):
         options = [f"--job-name={first.job.task.name if array else first.record.unique_name}",
                    f"--output={log_dir}/{array_log or first.record.prefix + '-%j.out'}", "--open-mode=append",
                    *([f"--array=0-{len(flights) - 1}"] if array else []), *first.options]
-        with cli.interrupts_deferred():  # the job's id is recorded before a Ctrl-C is taken
+        with interrupts_deferred():  # the job's id is recorded before a Ctrl-C is taken
             try:
                 job_id = cli.sbatch(str(script), options)
             except (cli.SlurmCommandError, OSError) as exc:

@@ -7,7 +7,6 @@ reached through a ``ParentStore`` (parent_store.py).
 """
 
 import atexit
-import contextlib
 import io
 import itertools
 import logging
@@ -17,13 +16,14 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, ContextManager, Dict, List, Optional, Tuple
 
 from tblib import pickling_support
 
 from fluidml.exception import TaskFailedError
 from fluidml.executors import _pickling
 from fluidml.executors._shipping import load_specs, resolve_specs
+from fluidml.executors._signals import interrupts_deferred
 from fluidml.executors.parent_store import ParentStore, Write
 from fluidml.runner import Outcome, run_task
 from fluidml.storage.base import ResultsStore
@@ -72,18 +72,10 @@ class Channel:
         return pickle.loads(value)
 
 
-@contextlib.contextmanager
-def _sigint_blocked() -> Iterator[None]:
+def _sigint_blocked() -> ContextManager[None]:
     """Defers Ctrl-C while a message is written or read during a task (it is delivered right after;
     outside a task SIGINT is ignored anyway)."""
-    if not _GATE.busy or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    return interrupts_deferred(_GATE.busy)
 
 
 class _ForwardingHandler(logging.Handler):

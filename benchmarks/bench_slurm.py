@@ -46,7 +46,8 @@ def bare(n: int, log_dir: str) -> None:
         states = dict(line.split() for line in out.splitlines() if line.strip())
         if all(states.get(job_id) == "COMPLETED" for job_id in ids):
             return
-        if any(state not in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "COMPLETED") for state in states.values()):
+        if any(state not in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "COMPLETED")
+               for state in states.values()):
             raise RuntimeError(f"a bare job failed: {states}")
         time.sleep(0.25)
 

@@ -109,7 +109,8 @@ def test_a_job_slurm_ended_fails_with_its_state_reason_hint_and_log_tail(tmp_pat
     from fluidml.executors._slurm_outcomes import failure
 
     record = JobRecord("4711_2", str(tmp_path), "train-3", "train-3")
-    record.log_path.write_text("".join(f"epoch {i}\n" for i in range(30)) + "slurmstepd: *** JOB 4711 ... DUE TO TIME LIMIT ***\n")
+    lines = [f"epoch {i}" for i in range(30)] + ["slurmstepd: *** JOB 4711 ... DUE TO TIME LIMIT ***"]
+    record.log_path.write_text("\n".join(lines) + "\n")
     outcome = failure(record, cli.JobState("TIMEOUT", "TimeLimit"), "new config")
     assert outcome.state.value == "failed" and outcome.reason == "new config"
     message = str(outcome.error)
@@ -214,6 +215,15 @@ def test_tasks_of_one_spec_are_one_job_array_with_a_log_per_task(slurm_cluster, 
         assert f'fluidml: job {job} runs task "{name}"' in log and "fluidml: task finished" in log
     assert not list((tmp_path / "store" / ".fluidml" / "slurm" / ".jobs").rglob("*.json"))  # records removed
     assert {name for name, _ in statuses} <= set(jobs) and any("RUNNING on fmlnode" in s for _, s in statuses)
+
+
+@pytest.mark.slurm
+def test_num_workers_caps_the_jobs_in_flight(slurm_cluster, tmp_path):
+    spec = TaskSpec(task=t.report, config={"tag": [1, 2], "hold": 0.5}, expand="product")
+    results = Flow([spec]).run(executor="slurm", num_workers=1, results_store=_store(tmp_path), return_results="all")
+    first, second = sorted((r.results["seen"] for r in results["report"]), key=lambda seen: seen["started"])
+    assert "_" not in first["job"] and "_" not in second["job"] and first["job"] != second["job"]  # one at a time
+    assert second["started"] >= first["ended"]
 
 
 @pytest.mark.slurm

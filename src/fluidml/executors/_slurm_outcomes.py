@@ -58,8 +58,9 @@ def failure(record: JobRecord, state: Optional[cli.JobState], reason: str,
     hint = _HINTS.get(state.state, "")
     tail = log_tail(record.log_paths())
     log = f"Its log, {record.log_path}, ends with:\n{tail}" if tail else f"Its log {record.log_path} is missing."
-    error = TaskFailedError(f'Task "{record.unique_name}": Slurm job {record.job_id} ended {what}{because} before '
-                            f"the task reported back{': ' + hint if hint else ''}.\n{log}", task_name=record.unique_name)
+    name = record.unique_name
+    error = TaskFailedError(f'Task "{name}": Slurm job {record.job_id} ended {what}{because} before the task '
+                            f"reported back{': ' + hint if hint else ''}.\n{log}", task_name=name)
     previous = interrupted or Outcome(TaskState.FAILED)
     return Outcome(TaskState.FAILED, reason=reason, error=error, traceback=f"TaskFailedError: {error}\n",
                    run_name=previous.run_name, sweep_counter=previous.sweep_counter, started=previous.started,

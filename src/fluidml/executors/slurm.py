@@ -97,8 +97,8 @@ class SlurmExecutor(Executor):
         for name, value in (("max_retries", max_retries), ("max_in_flight", max_in_flight)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0 or
                                       (name == "max_in_flight" and value < 1)):
-                raise RunConfigError(f"SlurmExecutor({name}=...) must be a {'positive' if name == 'max_in_flight' else 'non-negative'} "
-                                     f"int, got {value!r}.", key=name)
+                what = "a positive" if name == "max_in_flight" else "a non-negative"
+                raise RunConfigError(f"SlurmExecutor({name}=...) must be {what} int, got {value!r}.", key=name)
         named = {"partition": partition, "account": account, "qos": qos}
         self._options = [f"--{key}={value}" for key, value in named.items() if value] + cli.extra_options(sbatch)
         self.time = cli.slurm_time(time)
@@ -302,9 +302,11 @@ class SlurmExecutor(Executor):
             except (cli.SlurmCommandError, OSError) as exc:
                 for flight in flights:
                     name = flight.record.unique_name
-                    self._fail_now(flight.job, TaskFailedError(
-                        f'Task "{name}": Slurm did not accept its job: {getattr(exc, "stderr", "") or exc}'.rstrip()
-                        + f"\nsbatch options: {' '.join(options)}", task_name=name))
+                    error = TaskFailedError(f'Task "{name}": Slurm did not accept its job: '
+                                            f'{getattr(exc, "stderr", "") or exc}'.rstrip()
+                                            + f"\nsbatch options: {' '.join(options)}", task_name=name)
+                    self._complete(flight, Outcome(TaskState.FAILED, reason=flight.job.reason, error=error,
+                                                   traceback=f"TaskFailedError: {error}\n"))
                 return
             for index, flight in enumerate(flights):
                 flight.record.job_id = f"{job_id}_{index}" if array else job_id
@@ -355,8 +357,9 @@ class SlurmExecutor(Executor):
         if states is None:
             return False  # squeue failed: nothing more is known
         if outcome is not None:  # interrupted: by us, by the task itself, or by Slurm
-            on_its_own = state is None or state.state in ("COMPLETED", "FAILED")
-            self._complete(flight, outcome if on_its_own or self._cancelling else failure(flight.record, state, flight.job.reason, outcome))
+            if not (self._cancelling or state is None or state.state in ("COMPLETED", "FAILED")):
+                outcome = failure(flight.record, state, flight.job.reason, outcome)  # Slurm ended it
+            self._complete(flight, outcome)
             return True
         if not self._cancelling and (state is None or state.state == "COMPLETED"):
             now = time.monotonic()
@@ -375,6 +378,7 @@ class SlurmExecutor(Executor):
             flight.retries -= 1
             logger.warning('Slurm: job %s of task "%s" ended %s without reporting; submitting it again (%d retries '
                            "left).", flight.record.job_id, flight.record.unique_name, state.describe(), flight.retries)
+            del self._flights[flight.job.task_id]  # back once Slurm took the new job
             self._sbatch([flight])
             return
         self._complete(flight, failure(flight.record, state, flight.job.reason))

@@ -197,7 +197,7 @@ def test_a_task_whose_module_the_nodes_cannot_import_says_so(slurm_cluster, tmp_
 
 @pytest.mark.slurm
 def test_tasks_of_one_spec_are_one_job_array_with_a_log_per_task(slurm_cluster, tmp_path, recorder):
-    spec = TaskSpec(task=t.report, config={"tag": [1, 2, 3]}, expand="product")
+    spec = TaskSpec(task=t.report, config={"tag": [1, 2, 3], "hold": 2.5}, expand="product")  # (seen running)
     statuses = []
 
     class Statuses(Recorder):

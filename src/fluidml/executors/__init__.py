@@ -13,7 +13,7 @@ from fluidml.executors.base import Completion, Executor, Job, RunSettings
 from fluidml.executors.local import LocalExecutor
 from fluidml.executors.ray import RayExecutor
 
-__all__ = ["EXECUTORS", "Completion", "Executor", "Job", "LocalExecutor", "ProcessExecutor", "RayExecutor",
+__all__ = ["Completion", "EXECUTORS", "Executor", "Job", "LocalExecutor", "ProcessExecutor", "RayExecutor",
            "RunSettings", "SlurmExecutor", "make_executor"]
 
 

@@ -164,6 +164,38 @@ def test_requests_become_the_jobs_resources(slurm_cluster, tmp_path):
 
 
 @pytest.mark.slurm
+@pytest.mark.mongo
+def test_results_travel_through_mongodb_with_a_shared_work_dir(slurm_cluster, mongo_server, tmp_path):
+    """With a store that has no directory (MongoDB), the jobs' files go to work_dir; a grid and its
+    reduce task run, and the next run finds every result in the database."""
+    import pipelines as p
+    from fluidml.storage import MongoDBStore
+    from mongo_server import mongo_db_name
+
+    def flow():
+        source = TaskSpec(task=p.source, config={"value": [1, 2]}, expand="product")
+        double = TaskSpec(task=p.double)
+        collect = TaskSpec(task=p.collect, reduce=True)
+        double.requires(source)
+        collect.requires(double)
+        return Flow([source, double, collect])
+
+    def store():
+        return MongoDBStore(mongo_db_name(tmp_path), host=mongo_server.uri)
+
+    executor = SlurmExecutor(work_dir=tmp_path / "work")
+    with store() as first:
+        results = flow().run(executor=executor, results_store=first, return_results="latest")
+    assert sorted(value for value, _ in results["collect"][0].results["collected"]) == [2, 4]
+    logs = {path.name.rsplit("-", 1)[0] for path in (tmp_path / "work").glob("*.out")}
+    assert logs == {"source-1", "source-2", "double-1", "double-2", "collect"}
+    again = Recorder()
+    with store() as second:
+        flow().run(executor=executor, results_store=second, observers=[again])
+    assert again.executed == [] and len(again.cached) == 5
+
+
+@pytest.mark.slurm
 def test_a_fraction_of_a_gpu_fails_the_task_clearly(slurm_cluster, tmp_path):
     with pytest.raises(RunConfigError, match=r'Task "report" requests gpus=0.5, but Slurm gives whole GPUs only'):
         Flow([TaskSpec(task=t.report)]).run(executor="slurm", results_store=_store(tmp_path),

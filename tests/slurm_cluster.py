@@ -10,6 +10,7 @@ GPUs and a custom ``licence`` resource, so that requests can be placed and check
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -27,6 +28,8 @@ CPUS = 8
 MEMORY_MB = 4000
 GPUS = 2
 LICENCES = 4
+#: Job states in which a job holds or waits for the node.
+ALIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED"}
 
 
 def missing_programs() -> List[str]:
@@ -170,7 +173,11 @@ class SlurmCluster:
             time.sleep(0.2)
 
     def stop(self) -> None:
-        """Ends the daemons by PID (slurmd, then slurmctld, then munged) and removes the directory."""
+        """Cancels the jobs still there and lets their job steps end, then ends the daemons by PID
+        (slurmd, slurmctld, munged), kills by PID any job step of this cluster that outlived them
+        (a slurmstepd whose slurmd is gone waits for it forever), and removes the directory."""
+        if "slurmctld" in self.processes and self.processes["slurmctld"].poll() is None:
+            self._drain()
         for name in ("slurmd", "slurmctld", "munged"):
             process = self.processes.pop(name, None)
             if process is None:
@@ -181,7 +188,40 @@ class SlurmCluster:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(10)
+        for pid in self._job_steps():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _drain(self, timeout: float = 15.0) -> None:
+        try:
+            job_ids = [job_id for job_id, _, state in self.jobs() if state in ALIVE]
+            if job_ids:
+                self.run("scancel", *job_ids, check=False)
+        except (subprocess.SubprocessError, OSError):
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and (self._job_steps() or any(
+                state in ALIVE for _, _, state in self.jobs())):
+            time.sleep(0.2)
+
+    def _job_steps(self) -> List[int]:
+        """The PIDs of this cluster's job steps (slurmstepd processes started by its slurmd)."""
+        marker = f"SLURM_CONF={self.conf}".encode()
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                if Path("/proc", entry, "comm").read_text().strip() != "slurmstepd":
+                    continue
+                if marker in Path("/proc", entry, "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry))
+            except OSError:
+                continue
+        return pids
 
     def __enter__(self) -> "SlurmCluster":
         return self.start()

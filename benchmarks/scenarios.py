@@ -326,4 +326,22 @@ SCENARIOS = [
                    "stored)", "x", at_most(1.0, "x")),
         ),
     ),
+    Scenario(
+        name="slurm",
+        script="bench_slurm.py",  # starts its own single-node cluster (root, Debian's slurm-wlm and munge)
+        sizes=(100,),
+        quick_sizes=(5,),
+        original_max=0,
+        original_note="no Slurm executor in 0.3.4",
+        metrics=(
+            Metric("bare_seconds", "Slurm: {size} bare `sbatch` jobs of `python -c pass`, submission to last one done",
+                   "s"),
+            Metric("ours_seconds", "Slurm: {size} trivial tasks as a fluidml flow (`executor=\"slurm\"`), run() to "
+                   "its return", "s"),
+            Metric("ratio", "Slurm, {size} trivial tasks: fluidml / bare `sbatch` jobs", "x", at_most(1.5, "x")),
+            Metric("job_import_cpu_seconds", "Slurm: CPU a job spends importing fluidml (`python -c pass`: "
+                   "see the next row)", "s"),
+            Metric("bare_python_cpu_seconds", "Slurm: CPU of `python -c pass`", "s"),
+        ),
+    ),
 ]

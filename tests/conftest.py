@@ -10,8 +10,9 @@ import pytest
 from fluidml.driver import RunObserver
 from fluidml.storage import FsspecStore, InMemoryStore, LocalFileStore, MongoDBStore
 from mongo_server import MongoTestServer, mongo_db_name
-from ray_cluster import LOCAL_RESOURCES, ray_environment, ray_runtime_env, short_temp_dir
+from ray_cluster import LOCAL_RESOURCES, TESTS_DIR, ray_environment, ray_runtime_env, short_temp_dir
 from s3_server import S3TestServer
+from slurm_cluster import SlurmCluster, missing_programs
 
 #: The session's MongoDB test server (started by the mongo_server fixture when a test needs it).
 MONGO: Dict[str, MongoTestServer] = {}
@@ -57,9 +58,64 @@ EXECUTORS: Dict[str, Dict[str, Any]] = {
     "local": {"num_workers": 1},
     "pool": {"num_workers": 2},
     "ray": {"executor": "ray"},
+    "slurm": {"executor": "slurm"},
 }
-#: Marks of the executors' test params: "ray" tests need Ray (-m "not ray" skips them).
-EXECUTOR_MARKS: Dict[str, List[Any]] = {"ray": [pytest.mark.ray]}
+#: Marks of the executors' test params: "ray" tests need Ray, "slurm" ones a Slurm cluster (-m "not ray" skips them).
+EXECUTOR_MARKS: Dict[str, List[Any]] = {"ray": [pytest.mark.ray], "slurm": [pytest.mark.slurm]}
+#: The only store the Slurm executor runs the flow-level tests with (its jobs need a shared store;
+#: the file store is the one a cluster's shared file system gives).
+SLURM_STORE = "file"
+#: The flow-level tests that also run on Slurm: caching, force, reduce and failures. Each level of
+#: a graph costs a Slurm job's start-up (seconds), so not the whole suite; the others are deselected.
+SLURM_FLOW_TESTS = {
+    "test_results_flow_to_successors", "test_second_run_is_served_from_the_store",
+    "test_a_grown_grid_runs_only_what_is_new", "test_force_reruns_the_named_tasks[file-slurm-add_offset+-expected2]",
+    "test_force_applies_to_one_run_only", "test_reduce_receives_every_sweep_with_its_config",
+    "test_reduce_over_two_specs_gets_each_sweep_once", "test_a_task_sees_its_own_bookkeeping",
+    "test_lambdas_and_local_functions_are_tasks", "test_exit_on_error_reraises_the_task_error_and_stops",
+    "test_without_exit_on_error_independent_branches_finish", "test_a_failed_task_runs_again_next_time",
+    "test_missing_input_fails_the_task_with_a_clear_error", "test_an_exception_in_init_fails_the_task",
+    "test_keyboard_interrupt_kills_the_task_and_stops_the_run",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Flow-level tests run on Slurm with the file store only (SLURM_STORE), and only those of
+    SLURM_FLOW_TESTS."""
+    kept, dropped = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        params = params.params if params is not None else {}
+        on_slurm = params.get("executor_kwargs") == "slurm"
+        chosen = SLURM_STORE == params.get("make_store") and (
+            item.name in SLURM_FLOW_TESTS or getattr(item, "originalname", "") in SLURM_FLOW_TESTS)
+        (dropped if on_slurm and not chosen else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A single-node Slurm cluster (munged, slurmctld, slurmd as root on 127.0.0.1) for the whole
+    session, stopped by PID at the end. Jobs find it through SLURM_CONF, and the tests' task modules
+    and this checkout's fluidml through PYTHONPATH (sbatch passes the environment on)."""
+    missing = missing_programs()
+    if missing:
+        pytest.skip(f"a Slurm cluster needs {', '.join(missing)}, missing on this machine")
+    src = os.path.join(os.path.dirname(TESTS_DIR), "src")
+    python_path = os.pathsep.join([src, TESTS_DIR, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    saved = {key: os.environ.get(key) for key in ("SLURM_CONF", "PYTHONPATH")}
+    with SlurmCluster() as cluster:
+        os.environ.update(SLURM_CONF=str(cluster.conf), PYTHONPATH=python_path)
+        try:
+            yield cluster
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
@@ -121,6 +177,8 @@ def executor_kwargs(request) -> Dict[str, Any]:
     """Flow.run() arguments that select one executor."""
     if request.param == "ray":
         request.getfixturevalue("ray_runtime")
+    if request.param == "slurm":
+        request.getfixturevalue("slurm_cluster")
     return dict(EXECUTORS[request.param])
 
 

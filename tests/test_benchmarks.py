@@ -12,6 +12,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 MONGO_SCENARIOS = ["mongo"]
 #: Scenarios that start a moto S3 server: smoke-tested under the "s3" mark.
 S3_SCENARIOS = ["s3", "s3_array"]
+#: Scenarios that start a Slurm cluster: smoke-tested under the "slurm" mark.
+SLURM_SCENARIOS = ["slurm"]
 
 
 def quick_run(tmp_path, only=()):
@@ -35,7 +37,7 @@ def test_quick_benchmark_run_reports_every_scenario(tmp_path):
         from scenarios import SCENARIOS
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
-    names = [s.name for s in SCENARIOS if s.name not in MONGO_SCENARIOS + S3_SCENARIOS]
+    names = [s.name for s in SCENARIOS if s.name not in MONGO_SCENARIOS + S3_SCENARIOS + SLURM_SCENARIOS]
     ours = quick_run(tmp_path, names)
     assert {r["scenario"] for r in ours} == set(names)
     assert all(r["status"] == "ok" for r in ours)
@@ -60,3 +62,17 @@ def test_quick_s3_benchmarks_count_requests_against_their_own_server(tmp_path):
     assert data["num_tasks"] == 20 and data["cached_list_requests"] <= 4 and data["damage_list_requests"] <= 4
     assert data["cached_requests"]["GET"] == 20 and data["requests_per_task"] > 1
     assert ours["s3_array"]["data"]["array_mb"] == 5.0
+
+
+@pytest.mark.slurm
+def test_quick_slurm_benchmark_runs_on_its_own_cluster(tmp_path):
+    """The Slurm scenario starts a single-node cluster itself and reports both timings and their ratio."""
+    from slurm_cluster import missing_programs
+
+    missing = missing_programs()
+    if missing:
+        pytest.skip(f"a Slurm cluster needs {', '.join(missing)}, missing on this machine")
+    ours = quick_run(tmp_path, SLURM_SCENARIOS)
+    assert [r["status"] for r in ours] == ["ok"], ours
+    data = ours[0]["data"]
+    assert data["num_tasks"] == 5 and data["bare_seconds"] > 0 and data["ratio"] == data["ours_seconds"] / data["bare_seconds"]

@@ -217,8 +217,9 @@ def test_a_task_sees_its_own_bookkeeping(make_store, executor_kwargs):
     src = TaskSpec(task=p.source, config={"value": [1, 2]}, expand="product")
     echo = TaskSpec(task=p.echo_attributes, config={"value": 7})
     echo.requires(src)
-    on_ray = executor_kwargs.get("executor") == "ray"  # Ray tasks get what they request, not resources=
-    resources = {"requests": {"echo_attributes": {"cpus": 0.5}}} if on_ray else {"resources": "gpu:0"}
+    cluster = executor_kwargs.get("executor")  # Ray and Slurm tasks get what they request, not resources=
+    on_cluster = cluster in ("ray", "slurm")
+    resources = {"requests": {"echo_attributes": {"cpus": 0.5}}} if on_cluster else {"resources": "gpu:0"}
     results = Flow([src, echo]).run(results_store=make_store(), run_name="r", return_results="all",
                                     **resources, **executor_kwargs)
     seen = results["echo_attributes"][1].results["attributes"]
@@ -227,7 +228,13 @@ def test_a_task_sees_its_own_bookkeeping(make_store, executor_kwargs):
     assert seen["unique_config"] == {"source": {"value": 2}, "echo_attributes": {"value": 7}}
     assert re.fullmatch(r"[0-9a-z]{8}", seen["hash"])
     assert seen["id"] in (f"r-{seen['hash']}", "r-001", "r-000")
-    assert seen["resource"] == (Allocation(cpus=0.5, node_id=seen["resource"].node_id) if on_ray else "gpu:0")
+    if cluster == "ray":
+        assert seen["resource"] == Allocation(cpus=0.5, node_id=seen["resource"].node_id)
+    elif cluster == "slurm":  # Slurm gives whole CPUs, and a job's memory is its partition's default
+        resource = seen["resource"]
+        assert resource == Allocation(cpus=1, memory=resource.memory, node_id="fmlnode") and resource.memory > 0
+    else:
+        assert seen["resource"] == "gpu:0"
     assert seen["state"] == "running" and seen["started"] and seen["force"] is False
     assert seen["predecessors"] == ["source-2"] and seen["successors"] == []
     assert seen["has_store"]

@@ -5,6 +5,8 @@ The public names live where the API reference puts them: ``fluidml`` (below), ``
 ``fluidml.storage``, ``fluidml.exception``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from fluidml.driver import RunObserver, RunSummary
 from fluidml.executors.ray import RayExecutor
 from fluidml.flow import Flow
@@ -14,17 +16,24 @@ from fluidml.task import Task
 from fluidml.task_requests import Allocation, Requests
 from fluidml.task_spec import TaskSpec
 
+if TYPE_CHECKING:
+    from fluidml.executors.slurm import SlurmExecutor
+
 __version__ = "0.4.0"
 
 __all__ = [
-    "Allocation", "Flow", "PlanEntry", "RayExecutor", "Requests", "RunObserver", "RunSummary", "Task", "TaskSpec",
-    "__version__", "configure_logging", "sweep_table",
+    "Allocation", "Flow", "PlanEntry", "RayExecutor", "Requests", "RunObserver", "RunSummary", "SlurmExecutor",
+    "Task", "TaskSpec", "__version__", "configure_logging", "sweep_table",
 ]
 
 
-def __getattr__(name: str) -> object:
+def __getattr__(name: str) -> Any:
+    if name == "SlurmExecutor":  # imported on first use: `import fluidml` stays light
+        from fluidml.executors.slurm import SlurmExecutor
+
+        return SlurmExecutor
     if name == "sweep_table":  # fluidml.results is imported on first use (pandas only when a table is made)
         from fluidml.results import sweep_table
 
         return sweep_table
-    raise AttributeError(f"module 'fluidml' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

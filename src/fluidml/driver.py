@@ -63,6 +63,10 @@ class RunObserver:
     def task_submitted(self, task: Task) -> None:
         """A task was handed to the executor."""
 
+    def task_status(self, task: Task, status: str) -> None:
+        """Where a submitted task stands on a cluster changed, e.g. a Slurm job went from
+        "PENDING (Priority)" to "RUNNING on node3" (executors that know report it)."""
+
     def task_ended(self, task: Task, outcome: Outcome, finished: int, total: int) -> None:
         """A task finished, was found in the store (``outcome.cached``), failed or was killed;
         ``finished`` counts the tasks finished so far."""
@@ -191,13 +195,12 @@ class _Run:
             if self.timers:
                 self._wake()
             while in_flight < executor.capacity and self.scheduler.has_ready():
-                job = self._job(self.scheduler.pop_ready())
-                if job is None:
+                task = self._dispatch(self.scheduler.pop_ready(), executor)
+                if task is None:
                     continue
-                executor.submit(job)
                 in_flight += 1
                 for observer in self.observers:
-                    observer.task_submitted(job.task)
+                    observer.task_submitted(task)
             wait = self.timers[0][0] - time.monotonic() if self.timers and not self.scheduler.stopped else None
             if in_flight == 0:
                 if wait is None:
@@ -216,18 +219,25 @@ class _Run:
         while self.timers and self.timers[0][0] <= now:
             self.scheduler.retry(heapq.heappop(self.timers)[1])
 
-    def _job(self, task_id: int) -> Optional[Job]:
-        """The job of a task handed out by the scheduler; None when the task completed from the store
-        or another driver holds it. A task's next attempt starts in a cleared run."""
+    def _dispatch(self, task_id: int, executor: Executor) -> Optional[Task]:
+        """Hands a task the scheduler gave out to the executor (or lets the executor take back a task
+        it still runs for an earlier driver); returns it, or None when it completed from the store or
+        another driver holds it. A task's next attempt starts in a cleared run."""
         task = self.tasks[task_id]
         task.state = TaskState.SCHEDULED
         if task_id in self.retry_jobs:
             job = self.retry_jobs.pop(task_id)[0]
             reset_run(task, self.store)
             self.jobs[task_id] = job
-            return job
+            executor.submit(job)
+            return task
         deferred = task_id in self.deferred
         refs, recheck = self.deferred.pop(task_id) if deferred else (self._prepare(task_id, task), RECHECK_FIRST)
+        if not deferred and self._resumes(executor) and executor.resume(Job(task_id, task, refs, self.store,
+                                                                             "resumed")):
+            task.state = TaskState.RUNNING  # started by an earlier driver; neither planned nor submitted
+            self.submitted.add(task_id)
+            return task
         planned = self.plan[task_id]
         try:
             if planned.runs and self.claims is not None and not self.claims.claim(task.name, task.unique_name,
@@ -262,7 +272,13 @@ class _Run:
             self.jobs[task_id] = job
         else:
             task._attempts = None
-        return job
+        executor.submit(job)
+        return task
+
+    @staticmethod
+    def _resumes(executor: Executor) -> bool:
+        """Whether the executor can take back tasks of an earlier driver (most never do)."""
+        return type(executor).resume is not Executor.resume
 
     def _retries(self, task: Task) -> int:
         requests = task._requests
@@ -338,6 +354,11 @@ class _Run:
                                     outcome)
         heapq.heappush(self.timers, (time.monotonic() + wait, task_id))
         return True
+
+    def status(self, task_id: int, text: str) -> None:
+        """The executor's news about where a submitted task stands, passed to the observers."""
+        for observer in self.observers:
+            observer.task_status(self.tasks[task_id], text)
 
     def complete(self, task_id: int, outcome: Outcome) -> None:
         """Takes a task's outcome: updates the task, the scheduler and the summary; tells observers.
@@ -434,9 +455,11 @@ def drive(
             try:
                 if planning_error is None:
                     run.claims = claims_for(store, summary.run_name)
+                    executor.report_status = run.status
                     with executor:
                         run.loop(executor)
             finally:
+                executor.report_status = None
                 run.end()
                 run.settle()
                 summary.duration = time.monotonic() - summary.started

@@ -12,10 +12,9 @@ from fluidml._run_names import random_run_name
 from fluidml.config import copy_json, hashed_config
 from fluidml.driver import RunObserver, RunSummary, describe_store, drive
 from fluidml.exception import NoTasksError, RunConfigError, TaskSpecError
-from fluidml.executors.base import Executor
+from fluidml.executors import make_executor
+from fluidml.executors.base import Executor, RunSettings
 from fluidml.executors.local import LocalExecutor
-from fluidml.executors.processes import ProcessExecutor
-from fluidml.executors.ray import RayExecutor
 from fluidml.graph import (
     build_spec_graph, build_task_graph, collect_specs, expand_specs, gc_paused, optimal_num_workers
 )
@@ -150,8 +149,9 @@ class Flow:
             executor: Where tasks run. ``None`` decides by ``num_workers``; ``"local"`` (this
                 process), ``"processes"`` (the worker pool), ``"ray"`` (a ``RayExecutor()``: the Ray
                 runtime this process is connected to, else ``RAY_ADDRESS``, else a new local one),
-                or an executor object such as ``RayExecutor(address="ray://head:10001")``. With
-                Ray, ``num_workers`` (if given) caps the tasks in flight.
+                ``"slurm"`` (a ``SlurmExecutor()``: one Slurm job per task), or an executor object
+                such as ``RayExecutor(address="ray://head:10001")``. With Ray and Slurm,
+                ``num_workers`` (if given) caps the tasks in flight.
             requests: What tasks need on a cluster, by task name (``Requests`` or a dict such as
                 ``{"train": {"gpus": 0.25}}``); replaces the specs' own ``requests`` for this run.
             cache: ``"config"``: a task's stored run is reused when its unique config matches (and
@@ -184,29 +184,14 @@ class Flow:
         store = results_store if results_store is not None else InMemoryStore()
         if return_results is None and isinstance(store, InMemoryStore):
             return_results = "latest"
-        resource_list = _resource_list(resources)
         task_requests = self._task_requests(requests)
-        if executor is None:
-            executor = "processes" if self._num_workers(num_workers) > 1 else "local"
-        if executor == "processes":
-            executor = ProcessExecutor(
-                self._num_workers(num_workers), store, resource_list, start_method,
-                tmux_session=f"{project_name}--{run_name}" if log_to_tmux else None,
-                max_panes_per_window=max_panes_per_window,
-            )
-        elif executor == "local":
-            executor = LocalExecutor()
-        elif executor == "ray":
-            executor = RayExecutor(max_in_flight=num_workers or None)
-        elif not isinstance(executor, Executor):
-            raise RunConfigError(f'executor={executor!r} is not valid; use "local", "processes", "ray" or an '
-                                 f"Executor object such as fluidml.RayExecutor(address=...).", key="executor")
-        if resources is not None and isinstance(executor, RayExecutor):
-            raise RunConfigError(
-                "resources= hands one value to each worker process; Ray tasks get what they request instead: "
-                'declare requests= on the TaskSpec or in run(requests={"task": {"gpus": 1}}), and read '
-                "task.resource inside the task.", key="resources")
-        resource = resource_list[0] if isinstance(executor, LocalExecutor) else None  # else set where it runs
+        settings = RunSettings(run_name=run_name, project_name=project_name, store=store, num_workers=num_workers,
+                               pool_size=lambda: self._num_workers(num_workers), resources=resources,
+                               start_method=start_method, max_panes_per_window=max_panes_per_window,
+                               tmux_session=f"{project_name}--{run_name}" if log_to_tmux else None)
+        executor = make_executor(executor, settings)
+        # (other executors set task.resource where the task runs)
+        resource = settings.resource_list()[0] if isinstance(executor, LocalExecutor) else None
         for name, record in self._identity_records(cache).items():
             self.task_spec_graph.nodes[name]["task"]._identity_record = record  # (travels with the spec)
 
@@ -376,11 +361,3 @@ def _check_run_name(run_name: Any) -> str:
             f"run name of at most {MAX_RUN_NAME_BYTES} bytes.", key="run_name"
         )
     return run_name
-
-
-def _resource_list(resources: Optional[Union[Any, List[Any]]]) -> List[Any]:
-    if resources is None:
-        return [None]
-    if not isinstance(resources, list):
-        return [resources]
-    return resources or [None]

@@ -93,8 +93,9 @@ def summary_table(summary: RunSummary) -> Any:
 
 
 class ProgressDisplay(RunObserver):
-    """A live view of a run on a terminal: a bar, tasks done / running / failed / cached of the
-    total, the running tasks' names and the elapsed time; at the end, the summary table.
+    """A live view of a run on a terminal: a bar, tasks done / running / queued / failed / cached of
+    the total, the running tasks' names (with their job states on a cluster) and the elapsed time; at
+    the end, the summary table.
 
     While it is shown, ``print()`` output and log lines written to ``sys.stdout``/``sys.stderr``
     appear above it (rich redirects both streams for the run's duration and restores them).
@@ -116,6 +117,7 @@ class ProgressDisplay(RunObserver):
         self.total = summary.total if summary else 0
         self.done = self.cached = self.failed = self.skipped = 0
         self.running: Dict[str, float] = {}
+        self.statuses: Dict[str, str] = {}  # where running tasks stand on a cluster, e.g. "PENDING (Priority)"
         self.started = time.monotonic()
 
     def run_started(self, summary: RunSummary) -> None:
@@ -136,9 +138,15 @@ class ProgressDisplay(RunObserver):
         with self._lock:
             self.running[task.unique_name] = time.monotonic()
 
+    def task_status(self, task: Task, status: str) -> None:
+        with self._lock:
+            if task.unique_name in self.running:
+                self.statuses[task.unique_name] = status
+
     def task_ended(self, task: Task, outcome: Outcome, finished: int, total: int) -> None:
         with self._lock:
             self.running.pop(task.unique_name, None)
+            self.statuses.pop(task.unique_name, None)
             if outcome.state == TaskState.FINISHED:
                 self.done += 1
                 self.cached += outcome.cached
@@ -163,17 +171,20 @@ class ProgressDisplay(RunObserver):
         """The counts as one plain line, e.g. ``7/12 done (2 cached), 2 running, 1 failed, 0:00:04``."""
         with self._lock:
             elapsed = int(time.monotonic() - self.started)
-            text = f"{self.done}/{self.total} done ({self.cached} cached), {len(self.running)} running, " \
-                   f"{self.failed} failed"
+            queued = sum(status.startswith("PENDING") for status in self.statuses.values())
+            text = f"{self.done}/{self.total} done ({self.cached} cached), {len(self.running) - queued} running, " \
+                   + (f"{queued} queued, " if queued else "") + f"{self.failed} failed"
             if self.skipped:
                 text += f", {self.skipped} skipped"
         return f"{text}, {elapsed // 3600}:{elapsed // 60 % 60:02d}:{elapsed % 60:02d}"
 
     def running_line(self) -> str:
-        """The running tasks, longest running first (at most ``max_names``, then "+k more")."""
+        """The running tasks, longest running first (at most ``max_names``, then "+k more"), each with
+        where it stands on a cluster if the executor said (e.g. ``train-3 [PENDING (Priority)]``)."""
         with self._lock:
             names = sorted(self.running, key=self.running.__getitem__)
-        shown = ", ".join(names[: self.max_names])
+            labels = [f"{name} [{self.statuses[name]}]" if name in self.statuses else name for name in names]
+        shown = ", ".join(labels[: self.max_names])
         more = f" +{len(names) - self.max_names} more" if len(names) > self.max_names else ""
         return f"running: {shown}{more}" if names else "running: -"
 

@@ -1,9 +1,76 @@
-"""Where tasks run: in this process (``LocalExecutor``), in worker processes (``ProcessExecutor``) or
-on a Ray cluster (``RayExecutor``, which imports Ray only when it starts)."""
+"""Where tasks run: in this process (``LocalExecutor``), in worker processes (``ProcessExecutor``), on
+a Ray cluster (``RayExecutor``, which imports Ray only when it starts) or as Slurm jobs
+(``SlurmExecutor``). The worker pool and the Slurm executor are imported on first use.
 
-from fluidml.executors.base import Completion, Executor, Job
+``Flow.run(executor=...)`` chooses here, in one place: a name of ``EXECUTORS`` or an ``Executor``
+object. A new executor is one module plus one entry in ``EXECUTORS``.
+"""
+
+from typing import Any, Callable, Dict, Optional, Union
+
+from fluidml.exception import RunConfigError
+from fluidml.executors.base import Completion, Executor, Job, RunSettings
 from fluidml.executors.local import LocalExecutor
-from fluidml.executors.processes import ProcessExecutor
 from fluidml.executors.ray import RayExecutor
 
-__all__ = ["Completion", "Executor", "Job", "LocalExecutor", "ProcessExecutor", "RayExecutor"]
+__all__ = ["Completion", "EXECUTORS", "Executor", "Job", "LocalExecutor", "ProcessExecutor", "RayExecutor",
+           "RunSettings", "SlurmExecutor", "make_executor"]
+
+
+def _local(settings: RunSettings) -> Executor:
+    return LocalExecutor()
+
+
+def _processes(settings: RunSettings) -> Executor:
+    from fluidml.executors.processes import ProcessExecutor
+
+    return ProcessExecutor(settings.pool_size(), settings.store, settings.resource_list(), settings.start_method,
+                           tmux_session=settings.tmux_session, max_panes_per_window=settings.max_panes_per_window)
+
+
+def _ray(settings: RunSettings) -> Executor:
+    return RayExecutor(max_in_flight=settings.num_workers or None)
+
+
+def _slurm(settings: RunSettings) -> Executor:
+    from fluidml.executors.slurm import SlurmExecutor
+
+    return SlurmExecutor()  # num_workers, if given, caps its jobs in flight (see SlurmExecutor.bind)
+
+
+#: ``Flow.run(executor=<name>)``: the executor each name makes for a run.
+EXECUTORS: Dict[str, Callable[[RunSettings], Executor]] = {
+    "local": _local, "processes": _processes, "ray": _ray, "slurm": _slurm,
+}
+
+
+def make_executor(choice: Optional[Union[str, Executor]], settings: RunSettings) -> Executor:
+    """The executor of a run: ``choice`` is a name of ``EXECUTORS``, an ``Executor`` object, or None
+    (the worker pool when more than one worker is useful, else this process). The executor is bound
+    to the run's settings (``Executor.bind``) before it is returned."""
+    if choice is None:
+        choice = "processes" if settings.pool_size() > 1 else "local"
+    if isinstance(choice, Executor):
+        executor = choice
+    elif isinstance(choice, str) and choice in EXECUTORS:
+        executor = EXECUTORS[choice](settings)
+    else:
+        names = ", ".join(f'"{name}"' for name in EXECUTORS)
+        raise RunConfigError(f"executor={choice!r} is not valid; use {names} or an Executor object such as "
+                             f"fluidml.RayExecutor(address=...) or fluidml.SlurmExecutor(partition=...).",
+                             key="executor")
+    executor.bind(settings)
+    return executor
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use: `import fluidml` stays light, and so does a Slurm job's start-up
+    if name == "ProcessExecutor":
+        from fluidml.executors.processes import ProcessExecutor
+
+        return ProcessExecutor
+    if name == "SlurmExecutor":
+        from fluidml.executors.slurm import SlurmExecutor
+
+        return SlurmExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

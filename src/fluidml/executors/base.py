@@ -7,13 +7,13 @@ cluster only differ in how they implement these calls.
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 from fluidml.runner import Outcome, PredecessorRef
 from fluidml.storage.base import ResultsStore
 from fluidml.task import Task
 
-__all__ = ["Completion", "Executor", "Job"]
+__all__ = ["Completion", "Executor", "Job", "RunSettings"]
 
 
 @dataclass
@@ -36,6 +36,32 @@ class Completion:
     outcome: Outcome
 
 
+@dataclass
+class RunSettings:
+    """What ``Flow.run`` tells the executor about a run (its arguments that concern executors)."""
+
+    run_name: str
+    project_name: str
+    store: ResultsStore
+    #: ``num_workers`` as given to ``run()`` (None or 0: not given).
+    num_workers: Optional[int]
+    #: The worker count for a pool: ``num_workers`` capped by what the graph can use (computed on call).
+    pool_size: Callable[[], int]
+    #: ``resources`` as given to ``run()`` (None: not given).
+    resources: Any = None
+    start_method: str = "spawn"
+    tmux_session: Optional[str] = None
+    max_panes_per_window: int = 4
+
+    def resource_list(self) -> List[Any]:
+        """The resources as a list with at least one entry (``[None]`` when none were given)."""
+        if self.resources is None:
+            return [None]
+        if not isinstance(self.resources, list):
+            return [self.resources]
+        return self.resources or [None]
+
+
 class Executor(ABC):
     """Runs jobs; ``capacity`` of them may be in flight at once.
 
@@ -49,6 +75,20 @@ class Executor(ABC):
     description: str = ""
     #: Retries of a task whose requests do not say (``Requests(retries=None)``).
     default_retries: int = 0
+
+    #: Set by the driver: called with (task id, text) when the executor learns where a submitted task
+    #: stands on a cluster (e.g. "PENDING (Priority)", "RUNNING on node3"), for progress displays.
+    report_status: Optional[Callable[[int, str], None]] = None
+
+    def bind(self, settings: RunSettings) -> None:
+        """Called by ``Flow.run`` before each run with the run's settings; raises ``RunConfigError`` for a
+        setting this executor cannot honour."""
+
+    def resume(self, job: Job) -> bool:
+        """Called before a task is planned: True when this executor already has it running for an
+        earlier driver (e.g. a cluster job that outlived its driver) and will report its completion like
+        that of a submitted job; the driver then neither plans nor submits it."""
+        return False
 
     def start(self) -> None:
         """Prepares the executor (e.g. starts workers); called once before the first job."""

@@ -32,7 +32,7 @@ from fluidml.exception import RunConfigError, TaskFailedError
 from fluidml.executors import _pickling
 from fluidml.executors._ray_remote import RunNode, Upstream, Write
 from fluidml.executors._shipping import SpecTable, unshippable_kwarg
-from fluidml.executors.base import Completion, Executor, Job
+from fluidml.executors.base import Completion, Executor, Job, RunSettings
 from fluidml.executors.parent_store import apply_writes
 from fluidml.runner import Outcome
 from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, ResultsStore
@@ -109,6 +109,13 @@ class RayExecutor(Executor):
         self._ray: Any = None
 
     # ------------------------------------------------------------------------------ life cycle
+
+    def bind(self, settings: RunSettings) -> None:
+        if settings.resources is not None:
+            raise RunConfigError(
+                "resources= hands one value to each worker process; Ray tasks get what they request instead: "
+                'declare requests= on the TaskSpec or in run(requests={"task": {"gpus": 1}}), and read '
+                "task.resource inside the task.", key="resources")
 
     def start(self) -> None:
         ray = self._ray = _import_ray()

@@ -26,13 +26,14 @@ import sys
 import threading
 import traceback
 from multiprocessing.connection import wait
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 from tblib import pickling_support
 
 from fluidml.exception import TaskFailedError
 from fluidml.executors import _pickling
 from fluidml.executors._shipping import load_specs, resolve_specs
+from fluidml.executors._signals import interrupts_deferred
 from fluidml.executors.parent_store import ParentStore, Write
 from fluidml.runner import Outcome, error_text, run_task
 from fluidml.storage.base import ResultsStore
@@ -110,18 +111,10 @@ class Channel:
         return pickle.loads(value)
 
 
-@contextlib.contextmanager
-def _sigint_blocked() -> Iterator[None]:
-    """Defers Ctrl-C, SIGTERM and a timeout's alarm while a message is written or read during a
-    task (they are delivered right after; outside a task SIGINT is ignored anyway)."""
-    if not _GATE.busy or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGALRM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+def _sigint_blocked() -> ContextManager[None]:
+    """Defers Ctrl-C, SIGTERM and a timeout's alarm while a message is written or read during a task
+    (they are delivered right after; outside a task SIGINT is ignored anyway)."""
+    return interrupts_deferred(_GATE.busy)
 
 
 class _ForwardingHandler(logging.Handler):

@@ -19,7 +19,7 @@ from fluidml.task_spec import TaskSpec
 if TYPE_CHECKING:
     from fluidml.executors.slurm import SlurmExecutor
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 __all__ = [
     "Allocation", "Flow", "PlanEntry", "RayExecutor", "Requests", "RunObserver", "RunSummary", "SlurmExecutor",

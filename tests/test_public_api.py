@@ -34,7 +34,7 @@ def test_documented_names_are_exported(module, names):
 
 def test_version_and_typing_marker():
     """The package has a version and ships py.typed."""
-    assert fluidml.__version__ == "0.4.0"
+    assert fluidml.__version__ == "0.5.0"
     assert (pathlib.Path(fluidml.__file__).parent / "py.typed").exists()
 
 

@@ -34,7 +34,7 @@ from fluidml.storage._fsspec_objects import (
 )
 from fluidml.storage._fsspec_runs import RunFiles, put_entry, set_registry
 from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, Damage, ObjectMeta, ResultsStore, RunRecord, StoreContext
-from fluidml.storage.files import _check_name, _field
+from fluidml.storage._file_store_base import check_name, info_field
 
 __all__ = ["FsspecStore"]
 
@@ -138,7 +138,8 @@ class FsspecStore(ResultsStore):
         if (dir_name is not None and not check) or not create:
             return dir_name
         info = self._run_info
-        return index.create(task_name, digest, config, _field(info, "run_name"), _field(info, "sweep_counter"), check)
+        return index.create(task_name, digest, config, info_field(info, "run_name"), info_field(info, "sweep_counter"),
+                            check)
 
     def _path(self, task_name: str, dir_name: str, *parts: str) -> str:
         return self._io()[0].path(task_name, dir_name, *parts)
@@ -184,7 +185,7 @@ class FsspecStore(ResultsStore):
         """Saves ``obj`` as ``<run>[/<sub_dir>]/<name>.<ext>`` (making the run if needed); the object
         appears complete or not at all. Arguments as for ``LocalFileStore.save``; ``mode="a"`` appends
         where the file system can (local paths, ``memory://``) and is refused elsewhere."""
-        _check_name(name)
+        check_name(name)
         if task_name is None or task_unique_config is None:
             raise TypeError("FsspecStore.save needs task_name and task_unique_config (the run to save into).")
         self._check_writable(f'save "{name}"', task_name)
@@ -320,7 +321,7 @@ class FsspecStore(ResultsStore):
             raise ValueError(f"FsspecStore.open needs a promise, or name, task_name, task_unique_config and mode; "
                              f"missing: {', '.join(missing)}.")
         assert name is not None and task_name is not None and task_unique_config is not None and mode is not None
-        _check_name(name)
+        check_name(name)
         access = self._io()[0]
         if "r" in mode:
             dir_name = self._run(task_name, task_unique_config)

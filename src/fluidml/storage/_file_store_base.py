@@ -21,7 +21,7 @@ from fluidml.storage.base import (
     SAVED_RESULTS, TASK_INFO, Damage, DeferredObjects, ObjectMeta, ResultsStore, RunRecord, StoreContext, damage_error,
 )
 
-__all__ = ["BAD_NAME_CHARS", "RunDirectories", "check_name", "info_field", "reason_of"]
+__all__ = ["BAD_NAME_CHARS", "RunDirectories", "check_name", "info_field", "reason_of", "registered_type"]
 
 logger = logging.getLogger("fluidml.storage.files")  # (the store's logger, as before the split)
 
@@ -158,12 +158,7 @@ class RunDirectories(ResultsStore):
     # ------------------------------------------------------------------------------ bookkeeping
 
     def _type(self, type_: Optional[str]) -> TypeInfo:
-        name = "pickle" if type_ is None else type_
-        try:
-            return self.type_registry[name]
-        except KeyError:
-            raise KeyError(f"LocalFileStore has no type {name!r}; registered types: {sorted(self.type_registry)}. "
-                           f"Register it with a TypeInfo in type_registry (see LocalFileStore).") from None
+        return registered_type(self.type_registry, type_, "LocalFileStore")
 
     def _key(self, task_name: str, config: Dict) -> Tuple[str, str]:
         return task_name, config_digest(config)
@@ -311,3 +306,14 @@ def check_name(name: Any) -> None:
     if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in BAD_NAME_CHARS):
         raise ValueError(f"The object name {name!r} cannot be a file name; use a non-empty name without path "
                          f"separators.")
+
+
+def registered_type(registry: Dict[str, TypeInfo], type_: Optional[str], store: str) -> TypeInfo:
+    """The ``TypeInfo`` registered as ``type_`` (``"pickle"`` when None); a KeyError names the
+    ``store`` class and the registered types."""
+    name = "pickle" if type_ is None else type_
+    try:
+        return registry[name]
+    except KeyError:
+        raise KeyError(f"{store} has no type {name!r}; registered types: {sorted(registry)}. "
+                       f"Register it with a TypeInfo in type_registry (see LocalFileStore).") from None

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from fluidml.config import config_digest, config_hash
 from fluidml.exception import StoredResultDamaged
-from fluidml.storage._file_store_base import info_field
+from fluidml.storage._file_store_base import info_field, registered_type
 from fluidml.storage._filetypes import TypeInfo, builtin_types
 from fluidml.storage._fsspec_access import FileAccess
 from fluidml.storage._fsspec_errors import import_driver, safe_url
@@ -114,12 +114,7 @@ class FsspecRuns(ResultsStore):
         return self._path(task_name, dir_name, entry.get("dir") or ".", self._type(entry.get("type")).file_name(name))
 
     def _type(self, type_: Optional[str]) -> TypeInfo:
-        name = "pickle" if type_ is None else type_
-        try:
-            return self.type_registry[name]
-        except KeyError:
-            raise KeyError(f"FsspecStore has no type {name!r}; registered types: {sorted(self.type_registry)}. "
-                           f"Register it with a TypeInfo in type_registry (see LocalFileStore).") from None
+        return registered_type(self.type_registry, type_, "FsspecStore")
 
     def _damaged(self, task_name: str, config: Dict, name: str, path: str) -> Callable[[str], Exception]:
         where = self._io()[0].url_of(path)

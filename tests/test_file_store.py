@@ -12,6 +12,7 @@ import pytest
 
 from fluidml import Flow, TaskSpec
 from fluidml.storage import File, FilePromise, LazySweep, LocalFileStore, Promise, StoreContext, TypeInfo
+from custom_types import Doubled, load_doubled, load_from_dir, save_doubled, save_to_dir
 
 A1 = {"A": {"x": 1}}
 A2 = {"A": {"x": 2}}
@@ -168,34 +169,6 @@ def test_unknown_type_lists_the_registered_ones(store):
     """An unregistered type is a KeyError naming the type and the known ones."""
     with pytest.raises(KeyError, match=r"'yaml'.*\['event', 'json', 'pickle', 'text'\]"):
         store.save(1, "v", "yaml", "A", A1)
-
-
-class Doubled:
-    def __init__(self, value):
-        self.value = value
-
-
-def save_doubled(obj, file, sep=":"):
-    file.write(f"{obj.value}{sep}{obj.value}")
-
-
-def load_doubled(file, sep=":"):
-    return Doubled(int(file.read().split(sep)[0]))
-
-
-def save_to_dir(obj, path):
-    os.makedirs(path)
-    for key, value in obj.items():
-        with open(os.path.join(path, key), "w") as f:
-            f.write(value)
-
-
-def load_from_dir(path):
-    contents = {}
-    for name in sorted(os.listdir(path)):
-        with open(os.path.join(path, name)) as f:
-            contents[name] = f.read()
-    return contents
 
 
 class MyStore(LocalFileStore):

@@ -14,6 +14,7 @@ import pytest
 from fluidml import Flow, TaskSpec
 from fluidml.exception import ResultsStoreError, StoredResultDamaged
 from conftest import Recorder
+from custom_types import Doubled, load_doubled, load_from_dir, save_doubled, save_to_dir
 from fluidml.storage import Damage, FsspecStore, ObjectMeta, Promise, TypeInfo
 from fsspec_kinds import kind, location, raw, store  # noqa: F401  (fixtures)
 
@@ -99,34 +100,6 @@ def test_forced_tasks_keep_their_run_and_a_fresh_store_finds_everything(location
 
 
 # ----------------------------------------------------------------------------------- types and options
-
-
-class Doubled:
-    def __init__(self, value):
-        self.value = value
-
-
-def save_doubled(obj, file, sep=":"):
-    file.write(f"{obj.value}{sep}{obj.value}")
-
-
-def load_doubled(file, sep=":"):
-    return Doubled(int(file.read().split(sep)[0]))
-
-
-def save_to_dir(obj, path):
-    os.makedirs(path)
-    for key, value in obj.items():
-        with open(os.path.join(path, key), "w") as f:
-            f.write(value)
-
-
-def load_from_dir(path):
-    contents = {}
-    for name in sorted(os.listdir(path)):
-        with open(os.path.join(path, name)) as f:
-            contents[name] = f.read()
-    return contents
 
 
 def save_to_file(obj, path):

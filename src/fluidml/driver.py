@@ -8,78 +8,25 @@ runs is checked once more in a store that other processes may write too (``proce
 stored info as it is then, and which of its predecessors really ran.
 """
 
-import contextlib
 import dataclasses
-import datetime
 import heapq
-import signal
-import threading
 import time
 import traceback
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
-from fluidml.exception import RunTerminated, StoreUnavailableError, error_text
+from fluidml._sigterm import Terminated, sigterm_stops_the_run
+from fluidml.exception import RunTerminated, StoreUnavailableError
 from fluidml.executors.base import Executor, Job
 from fluidml.identity import Record, with_known_hash
-from fluidml.planner import FORCED, PlanEntry, Planned, damage_check, decide, plan_tasks, read_stored
+from fluidml.planner import PlanEntry, Planned, plan_tasks, replan
+from fluidml.run_summary import RunObserver, RunSummary, describe_store, record_failure  # noqa: F401 (flow)
 from fluidml.runner import Outcome, PredecessorRef, attempt_record, plan_task, reset_run
 from fluidml.scheduler import Scheduler
 from fluidml.storage._claims import Claims, claims_for
 from fluidml.storage.base import ResultsStore
 from fluidml.task import Task, TaskState
 
-__all__ = ["RunObserver", "RunSummary", "drive"]
-
-
-@dataclass
-class RunSummary:
-    """What a run did, for the closing report and for observers."""
-
-    run_name: str
-    project_name: str
-    total: int
-    store: str = ""
-    executor: str = ""
-    states: Dict[str, TaskState] = field(default_factory=dict)
-    cached: int = 0
-    failures: List[tuple] = field(default_factory=list)  # (unique name, first line of the error)
-    started: float = field(default_factory=time.monotonic)
-    duration: float = 0.0
-    plan: List[PlanEntry] = field(default_factory=list)  # what runs and why, planned at the start
-
-    def counts(self) -> Dict[str, int]:
-        """The number of tasks per final state (state values as keys)."""
-        return dict(Counter(TaskState(s).value for s in self.states.values()))
-
-
-class RunObserver:
-    """Hooks called by the driver; subclass and override what you need (all do nothing here)."""
-
-    def run_started(self, summary: RunSummary) -> None:
-        """The run starts; ``summary`` holds its name and task count."""
-
-    def task_submitted(self, task: Task) -> None:
-        """A task was handed to the executor."""
-
-    def task_status(self, task: Task, status: str) -> None:
-        """Where a submitted task stands on a cluster changed, e.g. a Slurm job went from
-        "PENDING (Priority)" to "RUNNING on node3" (executors that know report it)."""
-
-    def task_ended(self, task: Task, outcome: Outcome, finished: int, total: int) -> None:
-        """A task finished, was found in the store (``outcome.cached``), failed or was killed;
-        ``finished`` counts the tasks finished so far."""
-
-    def task_upstream_failed(self, task: Task, failed: Task) -> None:
-        """A task will not run because ``failed``, one of its ancestors, failed."""
-
-    def task_retried(self, task: Task, outcome: Outcome, attempt: int, attempts: int, wait: float) -> None:
-        """An attempt of a task failed (``outcome``) and attempt number ``attempt`` of at most
-        ``attempts`` follows in ``wait`` seconds."""
-
-    def run_ended(self, summary: RunSummary) -> None:
-        """The run is over (also after an error)."""
+__all__ = ["RunObserver", "RunSummary", "drive"]  # (RunObserver, RunSummary and describe_store: run_summary)
 
 
 def _apply(task: Task, outcome: Outcome) -> None:
@@ -94,31 +41,6 @@ def _apply(task: Task, outcome: Outcome) -> None:
 
 #: Seconds before a driver looks again at a task that another driver holds (doubling up to the max).
 RECHECK_FIRST, RECHECK_MAX = 0.1, 1.0
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM during a run: stops it as Ctrl-C does; ``drive`` turns it into ``RunTerminated``."""
-
-    def __init__(self, signum: int):
-        super().__init__()
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def _sigterm_stops_the_run() -> Iterator[None]:
-    """While the run goes on, SIGTERM acts as Ctrl-C (main thread only; the old handler comes back)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        raise _Terminated(signum)
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 class _Run:
@@ -178,7 +100,7 @@ class _Run:
         try:
             self._loop(executor)
         except KeyboardInterrupt as exc:
-            if isinstance(exc, _Terminated):
+            if isinstance(exc, Terminated):
                 self.terminated = exc.signum
             self.scheduler.stop()
             for completion in executor.cancel():
@@ -318,20 +240,11 @@ class _Run:
                 states[task.unique_name] = task.state
 
     def _recheck(self, task_id: int, task: Task) -> Planned:
-        """Decides again for a task planned to run, on its stored info as it is now and on the
-        predecessors that really ran in this run (not those served from the store)."""
-        planned = self.plan[task_id]
-        uc = task._uc()
-        stored, damaged = read_stored(self.store, task, uc, log=False)
-        if damaged:
-            return planned._replace(stored=stored)
+        """Decides again for a task planned to run (``planner.replan``), on the predecessors that
+        really ran in this run (not those served from the store)."""
         ran = [self.ran.get(self.index[id(p)]) for p in task.predecessors]  # (None: served from the store)
-        started = _started(stored)  # a stored run made after a predecessor ran here already used its results
-        upstream = list(dict.fromkeys(p.name for p, why in zip(task.predecessors, ran) if why not in (None, FORCED)
-                                      and not (started is not None and p.ended is not None and p.ended <= started)))
-        runs, reason, damage = decide(stored, task.name, self.records.get(task.name, {"pinned": {}}), self.cache,
-                                      bool(task.force), upstream, damage_check(self.store, task, uc, log=False))
-        return Planned(runs, reason, stored, planned.hash, planned.digest, damage)
+        return replan(self.store, task, self.plan[task_id], ran, self.records.get(task.name, {"pinned": {}}),
+                      self.cache)
 
     def _retry(self, task_id: int, outcome: Outcome) -> bool:
         """Schedules the next attempt of a failed task if it has one left and the failure is worth
@@ -382,7 +295,7 @@ class _Run:
             self.finished += 1
             self.summary.cached += outcome.cached
         else:
-            _record_failure(self.summary, task, outcome)
+            record_failure(self.summary, task, outcome)
             lost_ids = self.scheduler.failed(task_id)
             stops = outcome.state == TaskState.KILLED or self.exit_on_error or outcome.store_failed
             if stops and self.stop_error is None:
@@ -412,7 +325,7 @@ class _Run:
             if self.claims is not None:
                 self.claims.release(task.name, task._uc())
             self.summary.states[task.unique_name] = outcome.state
-            _record_failure(self.summary, task, outcome)
+            record_failure(self.summary, task, outcome)
             for observer in self.observers:
                 observer.task_ended(task, outcome, self.finished, len(self.tasks))
         self.retry_jobs.clear()
@@ -444,7 +357,7 @@ def drive(
     for task in tasks:
         task.state = TaskState.PENDING
     try:
-        with _sigterm_stops_the_run():
+        with sigterm_stops_the_run():
             planning_error: Optional[BaseException] = None
             try:
                 run.make_plan()
@@ -465,33 +378,12 @@ def drive(
                 summary.duration = time.monotonic() - summary.started
                 for observer in observers:
                     observer.run_ended(summary)
-    except _Terminated as exc:
+    except Terminated as exc:
         raise RunTerminated(exc.signum) from None
-    if isinstance(run.stop_error, _Terminated):  # (SIGTERM while a task ran in this process)
+    if isinstance(run.stop_error, Terminated):  # (SIGTERM while a task ran in this process)
         run.terminated = run.stop_error.signum
     if run.terminated is not None:
         raise RunTerminated(run.terminated) from None
     if run.stop_error is not None:
         raise run.stop_error
     return summary
-
-
-def _started(stored: Optional[Dict[str, Any]]) -> Optional[datetime.datetime]:
-    """When a stored run started (another driver may have made it during this run), or None."""
-    text = stored.get("started") if stored is not None else None
-    try:
-        return datetime.datetime.fromisoformat(text) if isinstance(text, str) else None
-    except ValueError:
-        return None
-
-
-def _record_failure(summary: RunSummary, task: Task, outcome: Outcome) -> None:
-    error = outcome.error
-    text = f"{type(error).__name__}: {error_text(error)}" if error is not None else str(outcome.state.value)
-    summary.failures.append((task.unique_name, text.strip().splitlines()[0] if text.strip() else text))
-
-
-def describe_store(store: Any) -> str:
-    """A short description of where results are stored, for the run summary."""
-    base_dir = getattr(store, "base_dir", None)
-    return f"{type(store).__name__}({base_dir})" if base_dir else type(store).__name__

@@ -17,6 +17,7 @@ upstream re-run and its successors); ``"results missing"`` (the store finds the 
 else ``"cached"``.
 """
 
+import datetime
 import logging
 from collections import Counter
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Set, Tuple
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CACHED", "CODE_NOT_RECORDED", "FAILED", "FORCED", "INTERRUPTED", "KILLED", "NEW_CONFIG", "PlanEntry", "Planned",
-    "RESULTS_MISSING", "code_changed", "damage_check", "decide", "plan_lines", "plan_tasks", "read_stored",
+    "RESULTS_MISSING", "code_changed", "damage_check", "decide", "plan_lines", "plan_tasks", "read_stored", "replan",
     "upstream_runs",
     "version_changed",
 ]
@@ -213,6 +214,31 @@ def plan_tasks(tasks: Sequence[Any], store: Any, cache: str, forced: Set[str],
             stored = {key: value for key, value in stored.items() if key != "fluidml"} if keep_stored else None
         planned.append(Planned(runs, reason, stored, unique_config.hash, unique_config.digest, damage))
     return planned
+
+
+def replan(store: Any, task: Any, planned: Planned, ran: Sequence[Optional[str]], record: Record,
+           cache: str) -> Planned:
+    """Decides again, at dispatch, for a task planned to run: on its stored info as it is now and on
+    ``ran``, why each of its predecessors was dispatched in this run (None: served from the store)."""
+    uc = task._uc()
+    stored, damaged = read_stored(store, task, uc, log=False)
+    if damaged:
+        return planned._replace(stored=stored)
+    started = _started(stored)  # a stored run made after a predecessor ran here already used its results
+    upstream = list(dict.fromkeys(p.name for p, why in zip(task.predecessors, ran) if why not in (None, FORCED)
+                                  and not (started is not None and p.ended is not None and p.ended <= started)))
+    runs, reason, damage = decide(stored, task.name, record, cache, bool(task.force), upstream,
+                                  damage_check(store, task, uc, log=False))
+    return Planned(runs, reason, stored, planned.hash, planned.digest, damage)
+
+
+def _started(stored: Optional[Dict[str, Any]]) -> Optional[datetime.datetime]:
+    """When a stored run started (another driver may have made it during this run), or None."""
+    text = stored.get("started") if stored is not None else None
+    try:
+        return datetime.datetime.fromisoformat(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
 
 
 def plan_lines(entries: Sequence[PlanEntry]) -> List[str]:

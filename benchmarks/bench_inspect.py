@@ -37,9 +37,9 @@ class RecordingStore(LocalFileStore):
         self.sizes = {config_digest(run.unique_config): run.objects for run in self.runs("train")}
         self.loaded = []
 
-    def load(self, name, task_name, task_unique_config, lazy=False, **kwargs):
-        self.loaded.append(self.sizes[config_digest(task_unique_config)][name].size)
-        return super().load(name, task_name, task_unique_config, lazy, **kwargs)
+    def load_listed(self, record, name):
+        self.loaded.append(self.sizes[config_digest(record.unique_config)][name].size)
+        return super().load_listed(record, name)
 
 
 def command() -> list:

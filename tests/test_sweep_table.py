@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import fluidml
-from fluidml.exception import UnknownNameError
+from fluidml.exception import StoredResultDamaged, UnknownNameError
 from fluidml.results import sweep_rows, sweep_table
 from fluidml.storage import InMemoryStore, LocalFileStore, MongoDBStore, open_store
 from sweep_pipeline import EVALUATE_ROWS, make_flow
@@ -38,6 +38,10 @@ class CountingStore(LocalFileStore):
     def load(self, name, task_name, task_unique_config, lazy=False, **kwargs):
         self.loaded.append((task_name, name))
         return super().load(name, task_name, task_unique_config, lazy, **kwargs)
+
+    def load_listed(self, record, name):
+        self.loaded.append((record.task_name, name))
+        return super().load_listed(record, name)
 
 
 def test_columns_and_values_of_a_task_with_an_ancestor(grid_store):
@@ -245,3 +249,24 @@ def test_a_limit_loads_the_other_objects_only_for_the_rows_kept(tmp_path):
     assert [row["config.train.C"] for row in table.rows] == [1.0, 1.0]  # varies over all four runs
     assert table.columns[-3:] == ["accuracy", "metrics.f1", "metrics.loss"]
     assert sorted(store.loaded) == [("evaluate", "accuracy")] * 4 + [("evaluate", "metrics")] * 2
+
+
+def test_objects_load_from_the_listing_and_a_run_changed_since_is_read_again(tmp_path):
+    """load_listed reads an object through what runs() listed; a run re-made after the listing (its
+    object changed) is found and read again; an object damaged since is an error, not a value."""
+    store = LocalFileStore(tmp_path / "store")
+    make_flow().run(num_workers=1, results_store=store, progress=False)
+    records = {record.unique_config["Featurize"]["n"] * 10 + record.unique_config["train"]["C"]: record
+               for record in store.runs("evaluate")}
+    assert {key: store.load_listed(record, "accuracy") for key, record in records.items()} == {
+        160.1: 0.26, 161.0: 1.16, 320.1: 0.42, 321.0: 1.32}
+    assert store.load_listed(records[160.1], "no-such-object") is None
+
+    record = records[160.1]
+    store.save(7.5, "accuracy", "pickle", task_name="evaluate", task_unique_config=record.unique_config)  # same size
+    assert store.load_listed(record, "accuracy") == 7.5
+
+    with open(Path(records[321.0].location) / "accuracy.p", "r+b") as file:
+        file.truncate(5)
+    with pytest.raises(StoredResultDamaged, match="accuracy"):
+        LocalFileStore(tmp_path / "store", read_only=True).load_listed(records[321.0], "accuracy")

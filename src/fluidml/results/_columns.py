@@ -2,12 +2,13 @@
 return value), the names of their columns, and filters on them (see tables.py for the columns)."""
 
 import datetime
+import functools
 import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from fluidml.config import config_hash, hashed_config
+from fluidml.config import config_hash
 from fluidml.exception import UnknownNameError
 from fluidml.storage.base import ObjectMeta, ResultsStore, RunRecord
 
@@ -88,14 +89,8 @@ def _stored_row(store: ResultsStore, record: RunRecord) -> Row:
         "hash": run_hash(record),
     }
 
-    hashed: List[Dict[str, Any]] = []  # the config with its digest, made once for all of the row's loads
-
-    def load(name: str) -> Any:
-        if not hashed:
-            hashed.append(hashed_config(record.unique_config))
-        return store.load(name, record.task_name, hashed[0])
-
-    return Row(values, _config_cells(record.unique_config), record.objects, load, record=record)
+    return Row(values, _config_cells(record.unique_config), record.objects,
+               functools.partial(store.load_listed, record), record=record)
 
 
 def _returned_row(item: Any) -> Row:

@@ -252,6 +252,11 @@ class ResultsStore(ABC):
             f"{type(self).__name__} cannot list the runs of task \"{task_name}\": it does not implement runs(). "
             f"Implement task_names() and runs() to use it with sweep tables and the fluidml command.")
 
+    def load_listed(self, record: RunRecord, name: str) -> Optional[Any]:
+        """The object ``name`` of a run that ``runs()`` listed: ``load`` of its task and config.
+        Stores may load it from what the listing read instead of finding the run again."""
+        return self.load(name, record.task_name, record.unique_config)
+
     def run_damage(self, task_name: str, task_unique_config: Dict, deep: bool = False) -> List[Damage]:
         """What is wrong with a stored run (nothing: an empty list). The planner calls it for each
         finished run before reusing it, so it must be cheap (e.g. a size check per object);

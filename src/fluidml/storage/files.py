@@ -25,8 +25,8 @@ from fluidml.storage._file_store_base import NOT_FOUND, RunDirectories, check_na
 from fluidml.storage._filetypes import File, FilePromise, TypeInfo, remove_path, write_new_object, write_object
 from fluidml.storage._integrity import Damaged, check_entry, checksum_path, load_checked
 from fluidml.storage._runindex import CONFIG_FILE
-from fluidml.storage._runlayout import INFO_FILE, entry_kwargs, make_entry
-from fluidml.storage.base import SAVED_RESULTS, TASK_INFO
+from fluidml.storage._runlayout import INFO_FILE, entry_kwargs, info_entries, make_entry
+from fluidml.storage.base import SAVED_RESULTS, TASK_INFO, RunRecord
 
 __all__ = ["File", "FilePromise", "LocalFileStore", "TypeInfo"]
 
@@ -147,6 +147,25 @@ class LocalFileStore(RunDirectories):
             if not os.path.isdir(run_dir) and self._index.refresh(task_name):
                 return self.load(name, task_name, task_unique_config, lazy, **kwargs)  # moved by another process
             return None
+        return self._load_entry(run_dir, name, entry, task_name, task_unique_config, lazy, kwargs)
+
+    def load_listed(self, record: RunRecord, name: str) -> Optional[Any]:
+        """The object ``name`` of a run that ``runs()`` listed, loaded from the run directory and the
+        object list that the listing read (no index lookup, no second read of the info)."""
+        entries = info_entries(record.info)
+        if entries is None or not record.location:
+            return super().load_listed(record, name)  # the older layout: its registry is read anyway
+        entry = entries.get(name)
+        if entry is None:
+            return None
+        try:
+            return self._load_entry(record.location, name, entry, record.task_name, record.unique_config,
+                                    False, {}, damage_is_final=False)
+        except Damaged:  # the run may have changed since it was listed: find it and read it again
+            return self.load(name, record.task_name, record.unique_config)
+
+    def _load_entry(self, run_dir: str, name: str, entry: Dict[str, Any], task_name: str, task_unique_config: Dict,
+                    lazy: bool, kwargs: Dict[str, Any], damage_is_final: bool = True) -> Any:
         path, type_info = self._path(run_dir, name, entry)
         load_kwargs, open_kwargs = entry_kwargs(entry)
         load_kwargs.update(kwargs)
@@ -164,6 +183,8 @@ class LocalFileStore(RunDirectories):
             return load_checked(path, entry, lambda file: type_info.load_fn(file, **load_kwargs), opener,
                                 self.verify, raw=mode is not None and "b" in mode and type_info.open_fn is None)
         except Damaged as damaged:
+            if not damage_is_final:
+                raise
             raise on_damage(path, str(damaged)) from damaged.__cause__
         except IsADirectoryError:
             return type_info.load_fn(path, **load_kwargs)

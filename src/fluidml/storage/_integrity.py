@@ -7,6 +7,7 @@ object (UTF-8, then a NUL byte) followed by its bytes; its size is the total of 
 Checksums are written as 8 lowercase hex digits.
 """
 
+import io
 import json
 import os
 import pickle
@@ -202,11 +203,17 @@ def load_checked(path: str, entry: Dict[str, Any], load: Callable[[Any], Any], o
     crc, size = entry.get("crc32"), entry.get("size")
     checked = bool(crc) and (verify or (size is not None and size <= ALWAYS_VERIFIED))
     try:
-        if checked and raw and opener is not None and (size is None or size > ALWAYS_VERIFIED):
+        if checked and raw and opener is not None:
             with opener() as file:
-                reader = ChecksumReader(file)
-                obj = load(reader)
-                actual = hex_crc(reader.finish()[1])
+                if size is not None and size <= ALWAYS_VERIFIED:  # small: read once, check, load from memory
+                    reader = io.BytesIO(file.read())
+                    reader.name = path  # as the file's, for load functions that look at it
+                    actual = hex_crc(zlib.crc32(reader.getbuffer()))
+                    obj = None if actual != crc else load(reader)
+                else:
+                    checked_reader = ChecksumReader(file)
+                    obj = load(checked_reader)
+                    actual = hex_crc(checked_reader.finish()[1])
             if actual != crc:
                 raise Damaged(f"does not hold what was saved (crc32 {actual}, saved {crc})")
             return obj

@@ -2,9 +2,7 @@
 DECISIONS §1): its unique name, where it ran (host, pid, worker), the fluidml version, and the error
 of a failed or killed run."""
 
-import multiprocessing
 import os
-import socket
 import sys
 from typing import Any, Dict, Optional, Tuple
 
@@ -34,13 +32,16 @@ _WHERE: Tuple[int, str, str] = (0, "", "")  # (pid, host, worker) of this proces
 def _where() -> Tuple[int, str, str]:
     global _WHERE
     if _WHERE[0] != os.getpid():
+        import socket  # once per process, not at `import fluidml`
+
         _WHERE = (os.getpid(), socket.gethostname(), _worker_label())
     return _WHERE
 
 
 def _worker_label() -> str:
     """``"worker-N"`` in a process-pool worker, ``"ray"`` in a Ray worker, else ``"main"``."""
-    name = multiprocessing.current_process().name
+    multiprocessing = sys.modules.get("multiprocessing")  # a pool worker has it; a plain run need not load it
+    name = multiprocessing.current_process().name if multiprocessing is not None else "MainProcess"
     if name != "MainProcess":
         return name
     ray = sys.modules.get("ray")

@@ -3,7 +3,6 @@ raised there); ``plan()`` tells what a run would do and why; ``run()`` sets a ru
 run name, store, resources) and hands it to the driver with an executor."""
 
 import logging
-import multiprocessing
 import re
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Union
@@ -24,12 +23,14 @@ from fluidml.planner import PlanEntry, plan_tasks
 from fluidml.progress import progress_observers
 from fluidml.storage.base import ResultsStore
 from fluidml.storage.memory import InMemoryStore
-from fluidml.task import Task, TaskResults
+from fluidml.task import Task
 from fluidml.task_requests import Requests
 from fluidml.task_spec import TaskSpec
 
 if TYPE_CHECKING:  # networkx is imported when a graph is built (it is slow to import)
     import networkx as nx
+
+    from fluidml.task import TaskResults
 
 __all__ = ["Flow"]
 
@@ -118,7 +119,7 @@ class Flow:
         executor: Optional[Union[str, Executor]] = None,
         requests: Optional[Dict[str, Any]] = None,
         cache: str = "config",
-    ) -> Optional[Dict[str, List[TaskResults]]]:
+    ) -> Optional[Dict[str, List["TaskResults"]]]:
         """Runs the expanded task graph and returns its results.
 
         Tasks whose finished run is already in ``results_store`` are skipped ("already executed").
@@ -165,6 +166,8 @@ class Flow:
         _check_choice("return_results", return_results, ("all", "latest", None))
         _check_choice("cache", cache, _CACHE_CHOICES)
         _check_num_workers(num_workers)
+        import multiprocessing  # here, not at `import fluidml`
+
         if start_method not in multiprocessing.get_all_start_methods():
             raise RunConfigError(
                 f"start_method={start_method!r} is not available here; use one of "
@@ -320,20 +323,17 @@ class Flow:
 
         return nx.descendants(self.task_spec_graph, name)
 
-    def _results(self, store: ResultsStore, latest: bool) -> Dict[str, List[TaskResults]]:
+    def _results(self, store: ResultsStore, latest: bool) -> Dict[str, List["TaskResults"]]:
+        from fluidml._task_models import task_results  # (pydantic: imported when results are returned)
+
         results: Dict[str, List[TaskResults]] = defaultdict(list)
         for task in self._tasks:
             if latest and task.successors:
                 continue
             unique_config = hashed_config(task._uc())  # hashed once for all its loads
-            results[task.name].append(
-                TaskResults.model_construct(  # our own values: no validation pass over the configs
-                    task_name=task.name,
-                    task_unique_name=task.unique_name,
-                    unique_config=copy_json(unique_config),
-                    results=store.get_results(task.name, unique_config),
-                )
-            )
+            results[task.name].append(  # our own values: no validation pass over the configs
+                task_results(task.name, task.unique_name, copy_json(unique_config),
+                             store.get_results(task.name, unique_config)))
         return results
 
 

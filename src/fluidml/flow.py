@@ -15,11 +15,12 @@ from fluidml.executors import make_executor
 from fluidml.executors.base import Executor, RunSettings
 from fluidml.executors.local import LocalExecutor
 from fluidml.graph import (
-    build_spec_graph, build_task_graph, collect_specs, expand_specs, gc_paused, optimal_num_workers
+    build_task_graph, collect_specs, expand_specs, gc_paused, optimal_num_workers
 )
 from fluidml.identity import Record, identity_records
 from fluidml.logging import LoggingObserver
 from fluidml.planner import PlanEntry, plan_tasks
+from fluidml.spec_graph import SpecGraph
 from fluidml.progress import progress_observers
 from fluidml.storage.base import ResultsStore
 from fluidml.storage.memory import InMemoryStore
@@ -78,11 +79,19 @@ class Flow:
             spec.expects = spec._compute_expects()
             spec._lazy_inputs = None
             spec.validate()
-        self.task_spec_graph: "nx.DiGraph" = build_spec_graph(specs)
+        self._spec_graph = SpecGraph(specs)  # (raises on a cycle)
         with gc_paused():
-            self._tasks: List[Task] = expand_specs(self.task_spec_graph)
+            self._tasks: List[Task] = expand_specs(self._spec_graph)
+        self._task_spec_graph: Optional["nx.DiGraph"] = None
         self._task_graph: Optional["nx.DiGraph"] = None
         self._code_hasher: Optional[Any] = None  # made by the first plan or run with cache="code"
+
+    @property
+    def task_spec_graph(self) -> "nx.DiGraph":
+        """The spec graph, a ``networkx.DiGraph`` of spec names (built on first access, for views)."""
+        if self._task_spec_graph is None:
+            self._task_spec_graph = self._spec_graph.to_networkx()
+        return self._task_spec_graph
 
     @property
     def task_graph(self) -> "nx.DiGraph":
@@ -196,7 +205,7 @@ class Flow:
         # (other executors set task.resource where the task runs)
         resource = settings.resource_list()[0] if isinstance(executor, LocalExecutor) else None
         for name, record in self._identity_records(cache).items():
-            self.task_spec_graph.nodes[name]["task"]._identity_record = record  # (travels with the spec)
+            self._spec_graph.specs[name]._identity_record = record  # (travels with the spec)
 
         for task in self._tasks:
             task.run_name = run_name
@@ -249,9 +258,7 @@ class Flow:
 
     def _specs(self) -> List[TaskSpec]:
         """The specs in topological order."""
-        import networkx as nx
-
-        return [self.task_spec_graph.nodes[name]["task"] for name in nx.topological_sort(self.task_spec_graph)]
+        return [self._spec_graph.specs[name] for name in self._spec_graph.topological_order()]
 
     def _identity_records(self, cache: str) -> Dict[str, Record]:
         """Each spec's identity record for ``cache`` (code versions are hashed once per Flow)."""
@@ -276,10 +283,10 @@ class Flow:
         if not isinstance(requests, dict):
             raise RunConfigError(f'requests must map task names to Requests, e.g. {{"train": {{"gpus": 1}}}}, '
                                  f"got {type(requests).__name__}.", key="requests")
-        unknown = [name for name in requests if name not in self.task_spec_graph]
+        unknown = [name for name in requests if name not in self._spec_graph]
         if unknown:
             raise RunConfigError(f"requests names unknown tasks: {unknown}. Known tasks: "
-                                 f"{sorted(self.task_spec_graph.nodes)}.", task_name=str(unknown[0]), key="requests")
+                                 f"{sorted(self._spec_graph)}.", task_name=str(unknown[0]), key="requests")
         try:
             parsed = {name: Requests.of(value, name) for name, value in requests.items()}
             return {name: value for name, value in parsed.items() if value is not None}
@@ -299,12 +306,12 @@ class Flow:
         if "all" in items:
             if len(items) > 1:
                 raise RunConfigError('force="all" cannot be combined with task names.', key="force")
-            return set(self.task_spec_graph.nodes)
+            return set(self._spec_graph)
         forced: Set[str] = set()
         unknown = []
         for item in items:
             name = item[:-1] if item.endswith("+") else item
-            if name not in self.task_spec_graph:
+            if name not in self._spec_graph:
                 unknown.append(item)
                 continue
             forced.add(name)
@@ -312,16 +319,14 @@ class Flow:
                 forced |= self._descendants(name)
         if unknown:
             raise RunConfigError(
-                f"force names unknown tasks: {unknown}. Known tasks: {sorted(self.task_spec_graph.nodes)}.",
+                f"force names unknown tasks: {unknown}. Known tasks: {sorted(self._spec_graph)}.",
                 task_name=unknown[0],
                 key="force",
             )
         return forced
 
     def _descendants(self, name: str) -> Set[str]:
-        import networkx as nx
-
-        return nx.descendants(self.task_spec_graph, name)
+        return self._spec_graph.descendants(name)
 
     def _results(self, store: ResultsStore, latest: bool) -> Dict[str, List["TaskResults"]]:
         from fluidml._task_models import task_results  # (pydantic: imported when results are returned)

@@ -63,3 +63,21 @@ def test_task_results_made_quickly_equal_the_models_construction():
         assert type(quick) is TaskResults and quick == model
         assert quick.model_fields_set == model.model_fields_set == set(TaskResults.model_fields)
         assert quick.model_dump() == model.model_dump() and repr(quick) == repr(model)
+
+
+def test_short_hashes_are_the_first_eight_base36_digits():
+    from fluidml.identity import _short_hash
+
+    def base36(number: int) -> str:
+        text = ""
+        while number:
+            number, digit = divmod(number, 36)
+            text = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + text
+        return text or "0"
+
+    rng = random.Random(3)
+    for bits in (128, 128, 128, 64, 41, 40, 20, 5, 1, 0):
+        for _ in range(200):
+            number = rng.getrandbits(bits) if bits else 0
+            assert _short_hash(f"{number:032x}") == base36(number)[:8], number
+    assert _short_hash("0" * 32) == "0" and _short_hash("f" * 32) == "f5lxx1zz"

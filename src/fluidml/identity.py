@@ -67,19 +67,20 @@ _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _POWERS = [36 ** k for k in range(26)]  # a 128-bit digest has at most 25 base-36 digits
 
 
-def _base36(number: int) -> str:
-    chars = []
-    while number:
-        number, rest = divmod(number, 36)
-        chars.append(_DIGITS[rest])
-    return "".join(reversed(chars)) or "0"
+_PAIRS = [a + b for a in _DIGITS for b in _DIGITS]  # every two-digit base-36 text, by value
 
 
 def _short_hash(digest: str) -> str:
-    """The first 8 base-36 digits of the hex digest's number (only those are computed)."""
+    """The first 8 base-36 digits of the hex digest's number (only those are computed, two at a
+    time: this runs once per task)."""
     number = int(digest, 16)
     digits = bisect.bisect_right(_POWERS, number)
-    return _base36(number // _POWERS[digits - 8] if digits > 8 else number)
+    if digits > 8:
+        number //= _POWERS[digits - 8]
+    high, low = divmod(number, 36 ** 4)
+    a, b = divmod(high, 36 ** 2)
+    c, d = divmod(low, 36 ** 2)
+    return (_PAIRS[a] + _PAIRS[b] + _PAIRS[c] + _PAIRS[d]).lstrip("0") or "0"
 
 
 class HashedConfig(dict):

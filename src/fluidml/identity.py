@@ -14,9 +14,13 @@ import graph runs one way: ``identity`` imports no other part of fluidml.
 """
 
 import bisect
-import hashlib
 import json
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+try:  # the interpreter's own MD5 (same digests): importing hashlib loads OpenSSL, a few ms of `import fluidml`
+    from _md5 import md5
+except ImportError:  # an interpreter built without it
+    from hashlib import md5
 
 __all__ = [
     "HashedConfig",
@@ -111,7 +115,7 @@ def _rebuild_hashed(config: Dict[str, Any], hash_: str, digest: str) -> HashedCo
 
 def _hash_pieces(hashed: HashedConfig, keys: List[str], pieces: List[str]) -> HashedConfig:
     """Hashes the JSON text made of the sorted pieces (the same text as json.dumps(sort_keys=True))."""
-    hashed.digest = hashlib.md5(("{" + ", ".join(pieces) + "}").encode("utf-8")).hexdigest()
+    hashed.digest = md5(("{" + ", ".join(pieces) + "}").encode("utf-8")).hexdigest()
     hashed.hash = _short_hash(hashed.digest)
     hashed._keys, hashed._pieces = keys, pieces
     return hashed
@@ -129,7 +133,7 @@ def hashed_config(config: Dict[str, Any]) -> HashedConfig:
     if type(config) is HashedConfig:
         return config
     hashed = HashedConfig(config)
-    hashed.digest = hashlib.md5(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()
+    hashed.digest = md5(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()
     hashed.hash = _short_hash(hashed.digest)
     hashed._keys = hashed._pieces = None  # a child builds them if it needs them (hashed_child_config)
     return hashed

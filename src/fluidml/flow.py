@@ -9,21 +9,12 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Unio
 
 from fluidml._run_names import random_run_name
 from fluidml.config import copy_json, hashed_config
-from fluidml.driver import RunObserver, RunSummary, describe_store, drive
 from fluidml.exception import NoTasksError, RunConfigError, TaskSpecError
-from fluidml.executors import make_executor
-from fluidml.executors.base import Executor, RunSettings
-from fluidml.executors.local import LocalExecutor
 from fluidml.graph import (
     build_task_graph, collect_specs, expand_specs, gc_paused, optimal_num_workers
 )
 from fluidml.identity import Record, identity_records
-from fluidml.logging import LoggingObserver
-from fluidml.planner import PlanEntry, plan_tasks
 from fluidml.spec_graph import SpecGraph
-from fluidml.progress import progress_observers
-from fluidml.storage.base import ResultsStore
-from fluidml.storage.memory import InMemoryStore
 from fluidml.task import Task
 from fluidml.task_requests import Requests
 from fluidml.task_spec import TaskSpec
@@ -31,6 +22,10 @@ from fluidml.task_spec import TaskSpec
 if TYPE_CHECKING:  # networkx is imported when a graph is built (it is slow to import)
     import networkx as nx
 
+    from fluidml.driver import RunObserver
+    from fluidml.executors.base import Executor
+    from fluidml.planner import PlanEntry
+    from fluidml.storage.base import ResultsStore
     from fluidml.task import TaskResults
 
 __all__ = ["Flow"]
@@ -121,11 +116,11 @@ class Flow:
         force: Optional[Union[str, List[str]]] = None,
         project_name: str = "uncategorized",
         run_name: Optional[str] = None,
-        results_store: Optional[ResultsStore] = None,
+        results_store: Optional["ResultsStore"] = None,
         return_results: Optional[str] = None,
-        observers: Sequence[RunObserver] = (),
+        observers: Sequence["RunObserver"] = (),
         progress: bool = True,
-        executor: Optional[Union[str, Executor]] = None,
+        executor: Optional[Union[str, "Executor"]] = None,
         requests: Optional[Dict[str, Any]] = None,
         cache: str = "config",
     ) -> Optional[Dict[str, List["TaskResults"]]]:
@@ -175,7 +170,16 @@ class Flow:
         _check_choice("return_results", return_results, ("all", "latest", None))
         _check_choice("cache", cache, _CACHE_CHOICES)
         _check_num_workers(num_workers)
-        import multiprocessing  # here, not at `import fluidml`
+        import multiprocessing  # these here, not at `import fluidml`: defining specs needs none of them
+
+        from fluidml.driver import RunSummary, describe_store, drive
+        from fluidml.executors import make_executor
+        from fluidml.executors.base import RunSettings
+        from fluidml.executors.local import LocalExecutor
+        from fluidml.logging import LoggingObserver
+        from fluidml.progress import progress_observers
+        from fluidml.storage.base import ResultsStore
+        from fluidml.storage.memory import InMemoryStore
 
         if start_method not in multiprocessing.get_all_start_methods():
             raise RunConfigError(
@@ -227,10 +231,10 @@ class Flow:
 
     def plan(
         self,
-        results_store: Optional[ResultsStore] = None,
+        results_store: Optional["ResultsStore"] = None,
         force: Optional[Union[str, List[str]]] = None,
         cache: str = "config",
-    ) -> List[PlanEntry]:
+    ) -> List["PlanEntry"]:
         """What ``run()`` with the same arguments would do, and why; runs nothing, writes nothing.
 
         Returns one ``PlanEntry(unique_name, task_name, config_hash, runs, reason)`` per expanded
@@ -245,6 +249,10 @@ class Flow:
         per Flow). Without a ``results_store`` every task is a ``"new config"``.
         """
         _check_choice("cache", cache, _CACHE_CHOICES)
+        from fluidml.planner import PlanEntry, plan_tasks
+        from fluidml.storage.base import ResultsStore
+        from fluidml.storage.memory import InMemoryStore
+
         if results_store is not None and not isinstance(results_store, ResultsStore):
             raise RunConfigError(
                 f"results_store must be a fluidml.storage.ResultsStore, got {type(results_store).__name__}.",
@@ -328,7 +336,7 @@ class Flow:
     def _descendants(self, name: str) -> Set[str]:
         return self._spec_graph.descendants(name)
 
-    def _results(self, store: ResultsStore, latest: bool) -> Dict[str, List["TaskResults"]]:
+    def _results(self, store: "ResultsStore", latest: bool) -> Dict[str, List["TaskResults"]]:
         from fluidml._task_models import task_results  # (pydantic: imported when results are returned)
 
         results: Dict[str, List[TaskResults]] = defaultdict(list)

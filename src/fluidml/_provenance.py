@@ -6,6 +6,7 @@ import os
 import sys
 from typing import Any, Dict, Optional, Tuple
 
+from fluidml import __version__
 from fluidml.exception import error_text
 
 __all__ = ["run_extras"]
@@ -14,8 +15,6 @@ __all__ = ["run_extras"]
 def run_extras(task: Any, error: Optional[BaseException], trace: Optional[str]) -> Dict[str, Any]:
     """What a run records beyond ``TaskInfo``: its unique name, where it ran (host, pid, worker),
     the fluidml version, and the error with its traceback if it failed or was killed."""
-    from fluidml import __version__
-
     pid, host, worker = _where()
     extras: Dict[str, Any] = {"unique_name": task.unique_name, "host": host, "pid": pid, "worker": worker,
                               "version": __version__}

@@ -144,9 +144,11 @@ class Task(DependencyMixin, ABC):
         """Keyword arguments for the user's ``__init__`` or function: config values as MetaDicts where
         nested, additional kwargs unchanged."""
         config = self._config
-        if any(isinstance(v, (dict, list)) for v in config.values()):
-            # a copy: the task may change what it gets, the run's identity must not change
-            config = MetaDict(copy_json(config))
+        for value in config.values():
+            if isinstance(value, (dict, list)):
+                # a copy: the task may change what it gets, the run's identity must not change
+                config = MetaDict(copy_json(config))
+                break
         return {**config, **self._extra_kwargs}
 
     @property

@@ -48,6 +48,14 @@ class InMemoryStore(ResultsStore):
             run[name] = obj
             self._runs[key] = run  # a manager dict only stores what is assigned
 
+    def get_results(self, task_name: str, task_unique_config: Dict) -> Optional[Dict[str, Any]]:
+        """All objects the run saved, or None if it saved nothing (the base class's loads, in one step)."""
+        run = self._runs.get((task_name, config_digest(task_unique_config)))
+        names = run.get(SAVED_RESULTS) if run is not None else None
+        if not names:
+            return None
+        return {name: run[name] for name in names if run.get(name) is not None}
+
     def _register_result(self, name: Optional[str], task_name: str, task_unique_config: Dict) -> None:
         """Adds ``name`` to the run's registry of saved results (the base class's load and save, in one
         step: this runs for every saved object)."""

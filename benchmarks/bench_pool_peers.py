@@ -80,7 +80,7 @@ def main() -> None:
     ours, joblib, raw = best.get("fluidml"), best.get("joblib"), best.get("multiprocessing")
     result["vs_joblib"] = ours / joblib if ours and joblib else None
     result["vs_multiprocessing"] = ours / raw if ours and raw else None
-    emit({"scenario": "pool_peers", "n": args.size, **result})
+    emit({"scenario": "pool_peers", "n": args.size, "num_tasks": args.size, **result})
 
 
 if __name__ == "__main__":

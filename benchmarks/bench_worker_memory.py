@@ -54,7 +54,7 @@ def main() -> None:
     args = parse_args(__doc__, "array size in MB")
     workers = run_case(args.size, "processes")
     local = run_case(args.size, "local")
-    emit({"scenario": "worker_memory", "array_mb": args.size, "workers_added_mb": workers,
+    emit({"scenario": "worker_memory", "array_mb": args.size, "num_tasks": 2, "workers_added_mb": workers,
           "local_added_mb": local, "workers_peak_ratio": workers / args.size, "local_peak_ratio": local / args.size})
 
 

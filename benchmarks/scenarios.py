@@ -125,7 +125,59 @@ SCENARIOS = [
         quick_sizes=(50,),
         original_max=1000,  # about 17 ms per task in the original
         metrics=(Metric("us_per_task", "sequential, in-memory, {size} trivial tasks (wide)", "us/task",
-                        at_most(50.0, "us/task")),),
+                        at_most(30.0, "us/task")),),
+    ),
+    Scenario(
+        name="import",
+        script="bench_import.py",
+        sizes=(20,),
+        quick_sizes=(5,),
+        metrics=(
+            Metric("over_bare_seconds", "`from fluidml import Flow, Task, TaskSpec` over `python -c pass` "
+                   "(median of {size} interpreters)", "s", at_most(0.060, "s")),
+            Metric("bare_seconds", "`python -c pass` (median of {size} interpreters)", "s"),
+        ),
+    ),
+    Scenario(
+        name="cli_help",
+        script="bench_cli_help.py",
+        sizes=(20,),
+        quick_sizes=(5,),
+        original_max=0,
+        original_note="no command in 0.3.4",
+        metrics=(
+            Metric("over_bare_seconds", "`fluidml --help` over `python -c pass` (median of {size} interpreters)", "s"),
+            Metric("bare_seconds", "`python -c pass` (median of {size} interpreters)", "s"),
+        ),
+    ),
+    Scenario(
+        name="pool_peers",
+        script="bench_pool_peers.py",
+        sizes=(200,),
+        quick_sizes=(20,),
+        original_max=0,
+        original_note="peers are run beside this project only",
+        metrics=(
+            Metric("fluidml_seconds", "{size} trivial tasks on 2 workers, fresh interpreter: fluidml", "s"),
+            Metric("joblib_seconds", "the same with joblib (loky)", "s"),
+            Metric("multiprocessing_seconds", "the same with a spawn multiprocessing.Pool(2)", "s"),
+            Metric("vs_joblib", "{size} tasks on 2 workers: fluidml / joblib (loky)", "x", at_most(1.0, "x")),
+            Metric("vs_multiprocessing", "{size} tasks on 2 workers: fluidml / spawn Pool(2)", "x",
+                   at_most(2.0, "x")),
+        ),
+    ),
+    Scenario(
+        name="worker_memory",
+        script="bench_worker_memory.py",
+        sizes=(300,),
+        quick_sizes=(20,),
+        original_max=0,
+        original_note="no executor choice in 0.3.4",
+        metrics=(
+            Metric("workers_peak_ratio", "{size} MB array saved in a worker: calling process's peak / array size",
+                   "x", at_most(1.5, "x")),
+            Metric("local_peak_ratio", "{size} MB array, run in the calling process: peak / array size", "x"),
+        ),
     ),
     Scenario(
         name="chain",

@@ -14,6 +14,8 @@ MONGO_SCENARIOS = ["mongo"]
 S3_SCENARIOS = ["s3", "s3_array"]
 #: Scenarios that start a Slurm cluster: smoke-tested under the "slurm" mark.
 SLURM_SCENARIOS = ["slurm"]
+#: Scenarios that time interpreter start-up (`import fluidml`, `fluidml --help`) and run no task.
+START_UP_SCENARIOS = ["import", "cli_help"]
 
 
 def quick_run(tmp_path, only=()):
@@ -41,7 +43,10 @@ def test_quick_benchmark_run_reports_every_scenario(tmp_path):
     ours = quick_run(tmp_path, names)
     assert {r["scenario"] for r in ours} == set(names)
     assert all(r["status"] == "ok" for r in ours)
-    assert all(r["data"]["num_tasks"] > 0 for r in ours)
+    assert all(r["data"]["num_tasks"] > 0 for r in ours if r["scenario"] not in START_UP_SCENARIOS)
+    start_up = [r for r in ours if r["scenario"] in START_UP_SCENARIOS]  # (interpreters started, no tasks)
+    assert len(start_up) == 2 and all(r["data"]["bare_seconds"] > 0 and "over_bare_seconds" in r["data"]
+                                      for r in start_up)
 
 
 @pytest.mark.mongo

@@ -2,12 +2,11 @@
 DECISIONS §1): its unique name, where it ran (host, pid, worker), the fluidml version, and the error
 of a failed or killed run."""
 
-import multiprocessing
 import os
-import socket
 import sys
 from typing import Any, Dict, Optional, Tuple
 
+from fluidml import __version__
 from fluidml.exception import error_text
 
 __all__ = ["run_extras"]
@@ -16,8 +15,6 @@ __all__ = ["run_extras"]
 def run_extras(task: Any, error: Optional[BaseException], trace: Optional[str]) -> Dict[str, Any]:
     """What a run records beyond ``TaskInfo``: its unique name, where it ran (host, pid, worker),
     the fluidml version, and the error with its traceback if it failed or was killed."""
-    from fluidml import __version__
-
     pid, host, worker = _where()
     extras: Dict[str, Any] = {"unique_name": task.unique_name, "host": host, "pid": pid, "worker": worker,
                               "version": __version__}
@@ -34,13 +31,16 @@ _WHERE: Tuple[int, str, str] = (0, "", "")  # (pid, host, worker) of this proces
 def _where() -> Tuple[int, str, str]:
     global _WHERE
     if _WHERE[0] != os.getpid():
+        import socket  # once per process, not at `import fluidml`
+
         _WHERE = (os.getpid(), socket.gethostname(), _worker_label())
     return _WHERE
 
 
 def _worker_label() -> str:
     """``"worker-N"`` in a process-pool worker, ``"ray"`` in a Ray worker, else ``"main"``."""
-    name = multiprocessing.current_process().name
+    multiprocessing = sys.modules.get("multiprocessing")  # a pool worker has it; a plain run need not load it
+    name = multiprocessing.current_process().name if multiprocessing is not None else "MainProcess"
     if name != "MainProcess":
         return name
     ray = sys.modules.get("ray")

@@ -1,7 +1,5 @@
 """Random "adjective-noun" run names, for runs started without ``run_name``."""
 
-import random
-
 _ADJECTIVES = """
 able agile amber ancient arctic ardent azure balmy bold brave breezy bright brisk bronze calm
 candid careful cheerful chilly civic clever cobalt cosmic crisp curious daring dawning deft
@@ -31,4 +29,6 @@ wolf wren yak zephyr
 
 def random_run_name() -> str:
     """A random run name such as ``"brisk-otter"``."""
+    import random  # here: `import fluidml` does not need it
+
     return f"{random.choice(_ADJECTIVES)}-{random.choice(_NOUNS)}"

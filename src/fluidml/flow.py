@@ -3,33 +3,30 @@ raised there); ``plan()`` tells what a run would do and why; ``run()`` sets a ru
 run name, store, resources) and hands it to the driver with an executor."""
 
 import logging
-import multiprocessing
 import re
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Set, Union
 
 from fluidml._run_names import random_run_name
 from fluidml.config import copy_json, hashed_config
-from fluidml.driver import RunObserver, RunSummary, describe_store, drive
 from fluidml.exception import NoTasksError, RunConfigError, TaskSpecError
-from fluidml.executors import make_executor
-from fluidml.executors.base import Executor, RunSettings
-from fluidml.executors.local import LocalExecutor
 from fluidml.graph import (
-    build_spec_graph, build_task_graph, collect_specs, expand_specs, gc_paused, optimal_num_workers
+    build_task_graph, collect_specs, expand_specs, gc_paused, optimal_num_workers
 )
 from fluidml.identity import Record, identity_records
-from fluidml.logging import LoggingObserver
-from fluidml.planner import PlanEntry, plan_tasks
-from fluidml.progress import progress_observers
-from fluidml.storage.base import ResultsStore
-from fluidml.storage.memory import InMemoryStore
-from fluidml.task import Task, TaskResults
+from fluidml.spec_graph import SpecGraph
+from fluidml.task import Task
 from fluidml.task_requests import Requests
 from fluidml.task_spec import TaskSpec
 
 if TYPE_CHECKING:  # networkx is imported when a graph is built (it is slow to import)
     import networkx as nx
+
+    from fluidml.driver import RunObserver
+    from fluidml.executors.base import Executor
+    from fluidml.planner import PlanEntry
+    from fluidml.storage.base import ResultsStore
+    from fluidml.task import TaskResults
 
 __all__ = ["Flow"]
 
@@ -77,11 +74,19 @@ class Flow:
             spec.expects = spec._compute_expects()
             spec._lazy_inputs = None
             spec.validate()
-        self.task_spec_graph: "nx.DiGraph" = build_spec_graph(specs)
+        self._spec_graph = SpecGraph(specs)  # (raises on a cycle)
         with gc_paused():
-            self._tasks: List[Task] = expand_specs(self.task_spec_graph)
+            self._tasks: List[Task] = expand_specs(self._spec_graph)
+        self._task_spec_graph: Optional["nx.DiGraph"] = None
         self._task_graph: Optional["nx.DiGraph"] = None
         self._code_hasher: Optional[Any] = None  # made by the first plan or run with cache="code"
+
+    @property
+    def task_spec_graph(self) -> "nx.DiGraph":
+        """The spec graph, a ``networkx.DiGraph`` of spec names (built on first access, for views)."""
+        if self._task_spec_graph is None:
+            self._task_spec_graph = self._spec_graph.to_networkx()
+        return self._task_spec_graph
 
     @property
     def task_graph(self) -> "nx.DiGraph":
@@ -111,14 +116,14 @@ class Flow:
         force: Optional[Union[str, List[str]]] = None,
         project_name: str = "uncategorized",
         run_name: Optional[str] = None,
-        results_store: Optional[ResultsStore] = None,
+        results_store: Optional["ResultsStore"] = None,
         return_results: Optional[str] = None,
-        observers: Sequence[RunObserver] = (),
+        observers: Sequence["RunObserver"] = (),
         progress: bool = True,
-        executor: Optional[Union[str, Executor]] = None,
+        executor: Optional[Union[str, "Executor"]] = None,
         requests: Optional[Dict[str, Any]] = None,
         cache: str = "config",
-    ) -> Optional[Dict[str, List[TaskResults]]]:
+    ) -> Optional[Dict[str, List["TaskResults"]]]:
         """Runs the expanded task graph and returns its results.
 
         Tasks whose finished run is already in ``results_store`` are skipped ("already executed").
@@ -165,6 +170,17 @@ class Flow:
         _check_choice("return_results", return_results, ("all", "latest", None))
         _check_choice("cache", cache, _CACHE_CHOICES)
         _check_num_workers(num_workers)
+        import multiprocessing  # these here, not at `import fluidml`: defining specs needs none of them
+
+        from fluidml.driver import RunSummary, describe_store, drive
+        from fluidml.executors import make_executor
+        from fluidml.executors.base import RunSettings
+        from fluidml.executors.local import LocalExecutor
+        from fluidml.logging import LoggingObserver
+        from fluidml.progress import progress_observers
+        from fluidml.storage.base import ResultsStore
+        from fluidml.storage.memory import InMemoryStore
+
         if start_method not in multiprocessing.get_all_start_methods():
             raise RunConfigError(
                 f"start_method={start_method!r} is not available here; use one of "
@@ -193,7 +209,7 @@ class Flow:
         # (other executors set task.resource where the task runs)
         resource = settings.resource_list()[0] if isinstance(executor, LocalExecutor) else None
         for name, record in self._identity_records(cache).items():
-            self.task_spec_graph.nodes[name]["task"]._identity_record = record  # (travels with the spec)
+            self._spec_graph.specs[name]._identity_record = record  # (travels with the spec)
 
         for task in self._tasks:
             task.run_name = run_name
@@ -215,10 +231,10 @@ class Flow:
 
     def plan(
         self,
-        results_store: Optional[ResultsStore] = None,
+        results_store: Optional["ResultsStore"] = None,
         force: Optional[Union[str, List[str]]] = None,
         cache: str = "config",
-    ) -> List[PlanEntry]:
+    ) -> List["PlanEntry"]:
         """What ``run()`` with the same arguments would do, and why; runs nothing, writes nothing.
 
         Returns one ``PlanEntry(unique_name, task_name, config_hash, runs, reason)`` per expanded
@@ -233,6 +249,10 @@ class Flow:
         per Flow). Without a ``results_store`` every task is a ``"new config"``.
         """
         _check_choice("cache", cache, _CACHE_CHOICES)
+        from fluidml.planner import PlanEntry, plan_tasks
+        from fluidml.storage.base import ResultsStore
+        from fluidml.storage.memory import InMemoryStore
+
         if results_store is not None and not isinstance(results_store, ResultsStore):
             raise RunConfigError(
                 f"results_store must be a fluidml.storage.ResultsStore, got {type(results_store).__name__}.",
@@ -246,9 +266,7 @@ class Flow:
 
     def _specs(self) -> List[TaskSpec]:
         """The specs in topological order."""
-        import networkx as nx
-
-        return [self.task_spec_graph.nodes[name]["task"] for name in nx.topological_sort(self.task_spec_graph)]
+        return [self._spec_graph.specs[name] for name in self._spec_graph.topological_order()]
 
     def _identity_records(self, cache: str) -> Dict[str, Record]:
         """Each spec's identity record for ``cache`` (code versions are hashed once per Flow)."""
@@ -273,10 +291,10 @@ class Flow:
         if not isinstance(requests, dict):
             raise RunConfigError(f'requests must map task names to Requests, e.g. {{"train": {{"gpus": 1}}}}, '
                                  f"got {type(requests).__name__}.", key="requests")
-        unknown = [name for name in requests if name not in self.task_spec_graph]
+        unknown = [name for name in requests if name not in self._spec_graph]
         if unknown:
             raise RunConfigError(f"requests names unknown tasks: {unknown}. Known tasks: "
-                                 f"{sorted(self.task_spec_graph.nodes)}.", task_name=str(unknown[0]), key="requests")
+                                 f"{sorted(self._spec_graph)}.", task_name=str(unknown[0]), key="requests")
         try:
             parsed = {name: Requests.of(value, name) for name, value in requests.items()}
             return {name: value for name, value in parsed.items() if value is not None}
@@ -296,12 +314,12 @@ class Flow:
         if "all" in items:
             if len(items) > 1:
                 raise RunConfigError('force="all" cannot be combined with task names.', key="force")
-            return set(self.task_spec_graph.nodes)
+            return set(self._spec_graph)
         forced: Set[str] = set()
         unknown = []
         for item in items:
             name = item[:-1] if item.endswith("+") else item
-            if name not in self.task_spec_graph:
+            if name not in self._spec_graph:
                 unknown.append(item)
                 continue
             forced.add(name)
@@ -309,31 +327,26 @@ class Flow:
                 forced |= self._descendants(name)
         if unknown:
             raise RunConfigError(
-                f"force names unknown tasks: {unknown}. Known tasks: {sorted(self.task_spec_graph.nodes)}.",
+                f"force names unknown tasks: {unknown}. Known tasks: {sorted(self._spec_graph)}.",
                 task_name=unknown[0],
                 key="force",
             )
         return forced
 
     def _descendants(self, name: str) -> Set[str]:
-        import networkx as nx
+        return self._spec_graph.descendants(name)
 
-        return nx.descendants(self.task_spec_graph, name)
+    def _results(self, store: "ResultsStore", latest: bool) -> Dict[str, List["TaskResults"]]:
+        from fluidml._task_models import task_results  # (pydantic: imported when results are returned)
 
-    def _results(self, store: ResultsStore, latest: bool) -> Dict[str, List[TaskResults]]:
         results: Dict[str, List[TaskResults]] = defaultdict(list)
         for task in self._tasks:
             if latest and task.successors:
                 continue
             unique_config = hashed_config(task._uc())  # hashed once for all its loads
-            results[task.name].append(
-                TaskResults.model_construct(  # our own values: no validation pass over the configs
-                    task_name=task.name,
-                    task_unique_name=task.unique_name,
-                    unique_config=copy_json(unique_config),
-                    results=store.get_results(task.name, unique_config),
-                )
-            )
+            results[task.name].append(  # our own values: no validation pass over the configs
+                task_results(task.name, task.unique_name, copy_json(unique_config),
+                             store.get_results(task.name, unique_config)))
         return results
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Sequence
 from fluidml._reduce_groups import Key, group_combinations
 from fluidml.config import copy_json, prepared_config, relevant_config
 from fluidml.exception import CyclicGraphError, GridSearchExpansionError, TaskNameError, TaskSpecError
+from fluidml.spec_graph import SpecGraph
 from fluidml.task import Task, task_for_spec
 from fluidml.task_spec import TaskSpec
 
@@ -107,14 +108,12 @@ class _UniqueConfigKeys(dict):
     """Spec name -> the task names in its tasks' unique configs (itself and its ancestors),
     computed on first use: only specs with several predecessors need them."""
 
-    def __init__(self, spec_graph: "nx.DiGraph"):
+    def __init__(self, spec_graph: SpecGraph):
         super().__init__()
         self.spec_graph = spec_graph
 
     def __missing__(self, name: str) -> frozenset:
-        import networkx as nx
-
-        keys = self[name] = frozenset(nx.ancestors(self.spec_graph, name) | {name})
+        keys = self[name] = frozenset(self.spec_graph.ancestors(name) | {name})
         return keys
 
     def __reduce__(self) -> Any:
@@ -270,16 +269,14 @@ def _reduce_unique_config(spec: TaskSpec, members: List[Task], specs: Dict[str, 
     return {**plain, **grid, spec.name: relevant_config(spec.config, spec.config_ignore_prefix)}
 
 
-def expand_specs(spec_graph: "nx.DiGraph") -> List[Task]:
+def expand_specs(spec_graph: SpecGraph) -> List[Task]:
     """Expands every spec and links the tasks; returns them in task order (by spec in topological
     order, then in creation order), with unique names assigned."""
-    import networkx as nx
-
-    specs: Dict[str, TaskSpec] = {name: data["task"] for name, data in spec_graph.nodes(data=True)}
+    specs: Dict[str, TaskSpec] = spec_graph.specs
     tasks_of: Dict[str, List[Task]] = {}
     keys_of = _UniqueConfigKeys(spec_graph)
     reduced_of: Reduced = {}
-    for name in nx.topological_sort(spec_graph):
+    for name in spec_graph.topological_order():
         spec = specs[name]
         spec._uc_keys = keys_of  # lets a task find upstream runs by a larger config (Task.load)
         if spec.reduce and not spec.predecessors:

@@ -14,9 +14,13 @@ import graph runs one way: ``identity`` imports no other part of fluidml.
 """
 
 import bisect
-import hashlib
 import json
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+try:  # the interpreter's own MD5 (same digests): importing hashlib loads OpenSSL, a few ms of `import fluidml`
+    from _md5 import md5
+except ImportError:  # an interpreter built without it
+    from hashlib import md5
 
 __all__ = [
     "HashedConfig",
@@ -67,19 +71,20 @@ _DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
 _POWERS = [36 ** k for k in range(26)]  # a 128-bit digest has at most 25 base-36 digits
 
 
-def _base36(number: int) -> str:
-    chars = []
-    while number:
-        number, rest = divmod(number, 36)
-        chars.append(_DIGITS[rest])
-    return "".join(reversed(chars)) or "0"
+_PAIRS = [a + b for a in _DIGITS for b in _DIGITS]  # every two-digit base-36 text, by value
 
 
 def _short_hash(digest: str) -> str:
-    """The first 8 base-36 digits of the hex digest's number (only those are computed)."""
+    """The first 8 base-36 digits of the hex digest's number (only those are computed, two at a
+    time: this runs once per task)."""
     number = int(digest, 16)
     digits = bisect.bisect_right(_POWERS, number)
-    return _base36(number // _POWERS[digits - 8] if digits > 8 else number)
+    if digits > 8:
+        number //= _POWERS[digits - 8]
+    high, low = divmod(number, 36 ** 4)
+    a, b = divmod(high, 36 ** 2)
+    c, d = divmod(low, 36 ** 2)
+    return (_PAIRS[a] + _PAIRS[b] + _PAIRS[c] + _PAIRS[d]).lstrip("0") or "0"
 
 
 class HashedConfig(dict):
@@ -110,7 +115,7 @@ def _rebuild_hashed(config: Dict[str, Any], hash_: str, digest: str) -> HashedCo
 
 def _hash_pieces(hashed: HashedConfig, keys: List[str], pieces: List[str]) -> HashedConfig:
     """Hashes the JSON text made of the sorted pieces (the same text as json.dumps(sort_keys=True))."""
-    hashed.digest = hashlib.md5(("{" + ", ".join(pieces) + "}").encode("utf-8")).hexdigest()
+    hashed.digest = md5(("{" + ", ".join(pieces) + "}").encode("utf-8")).hexdigest()
     hashed.hash = _short_hash(hashed.digest)
     hashed._keys, hashed._pieces = keys, pieces
     return hashed
@@ -128,7 +133,7 @@ def hashed_config(config: Dict[str, Any]) -> HashedConfig:
     if type(config) is HashedConfig:
         return config
     hashed = HashedConfig(config)
-    hashed.digest = hashlib.md5(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()
+    hashed.digest = md5(json.dumps(config, sort_keys=True).encode("utf-8")).hexdigest()
     hashed.hash = _short_hash(hashed.digest)
     hashed._keys = hashed._pieces = None  # a child builds them if it needs them (hashed_child_config)
     return hashed

@@ -24,7 +24,8 @@ from fluidml.exception import (
 from fluidml.identity import run_record
 from fluidml.planner import Planned
 from fluidml.storage.base import TASK_INFO, LazySweep, Promise, ResultsStore, Sweep
-from fluidml.task import Task, TaskInfo, TaskState, _FunctionTask, plain_history
+from fluidml.task import Task, TaskState, _FunctionTask
+from fluidml.task_info import info_fields, plain_history
 
 __all__ = ["Outcome", "PredecessorRef", "RunHistory", "gather_inputs", "info_record", "plan_task", "reset_run",
            "run_task"]
@@ -228,14 +229,12 @@ def info_record(task: Task, store: ResultsStore, error: Optional[BaseException] 
     the code versions it ran with; ``"attempts"`` for tasks that may be retried, ``error`` being
     this attempt's).
 
-    Built without validating (the values are the driver's own). ``run_history`` stays shared for
-    stores that keep Python objects as they are (``store.keeps_objects``); others get a plain dict.
+    Built without pydantic (``task_info.info_fields``: the same JSON as the model's dump).
+    ``run_history`` stays shared for stores that keep Python objects as they are
+    (``store.keeps_objects``); others get a plain dict.
     """
-    info = TaskInfo.model_construct(
-        project_name=task.project_name or "", run_name=task.run_name or "", state=task.state,
-        started=task.started, ended=task.ended, duration=task.duration, run_history=None,
-        sweep_counter=task.sweep_counter, unique_config_hash=task.unique_config_hash, id=task.id,
-    ).model_dump(mode="json")
+    info = info_fields(task.project_name or "", task.run_name or "", task.state, task.started, task.ended,
+                       task.duration, None, task.sweep_counter, task.unique_config_hash, task.id)
     history = task.run_history
     info["run_history"] = history if store.keeps_objects else plain_history(history)
     info["fluidml"] = run_extras(task, error, trace)
@@ -311,6 +310,8 @@ def _open_run(task: Task, store: ResultsStore) -> None:
     """Creates the run in the store (a file store names its directory after the run name)."""
     uc = task._uc()
     if hasattr(store, "run_info"):  # a file store names a new run dir after it (the original's run_info)
+        from fluidml.task import TaskInfo
+
         store.run_info = TaskInfo.model_construct(  # what naming needs, without validating our own values
             project_name=task.project_name or "", run_name=task.run_name or "", sweep_counter=task.sweep_counter)
     context = store.get_context(task.name, uc)

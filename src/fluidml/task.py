@@ -7,19 +7,20 @@ keyword arguments; its ``super().__init__()`` call is then a no-op, so the bookk
 """
 
 import datetime
-import inspect
 from abc import ABC, abstractmethod
-from enum import Enum
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Type, TypeVar
-
-from pydantic import BaseModel, ConfigDict
 
 from fluidml._metadict import MetaDict
 from fluidml.config import copy_json, prepared_config
 from fluidml.dependency import DependencyMixin
 from fluidml.identity import materialize
+from fluidml.object_names import RESERVED_RESULT_NAMES, check_object_name
+from fluidml.task_info import TaskState, plain_history
 
-if TYPE_CHECKING:  # task_spec.py imports this module
+if TYPE_CHECKING:  # task_spec.py imports this module; the pydantic models load on first access
+    import inspect
+
+    from fluidml._task_models import TaskInfo, TaskResults
     from fluidml.task_spec import TaskSpec
 
 __all__ = [
@@ -28,54 +29,6 @@ __all__ = [
 ]
 
 _T = TypeVar("_T", bound="Task")
-
-#: Object names the stores use for their own bookkeeping; ``Task.save`` refuses them.
-RESERVED_RESULT_NAMES = frozenset({"fluidml_info", ".saved_results"})
-#: Files a file store keeps in a run directory; no object may be saved in their place.
-_RESERVED_FILES = frozenset({"config.json", "fluidml_info.json"})
-#: The file name extension of each built-in type (None: the default, pickle).
-_BUILTIN_EXTENSIONS = {None: ".p", "pickle": ".p", "json": ".json", "text": ".txt", "event": ""}
-
-
-class TaskState(str, Enum):
-    """The state of a task."""
-
-    PENDING = "pending"
-    SCHEDULED = "scheduled"
-    RUNNING = "running"
-    KILLED = "killed"
-    FAILED = "failed"
-    UPSTREAM_FAILED = "upstream_failed"
-    FINISHED = "finished"
-
-
-class TaskInfo(BaseModel):
-    """What a results store keeps about a task run (saved as ``fluidml_info``)."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True, use_enum_values=True)
-
-    project_name: str
-    run_name: str
-    state: Optional[TaskState] = None
-    started: Optional[datetime.datetime] = None
-    ended: Optional[datetime.datetime] = None
-    duration: Optional[datetime.timedelta] = None
-    run_history: Optional[Dict] = None
-    sweep_counter: Optional[str] = None
-    unique_config_hash: Optional[str] = None
-    id: Optional[str] = None
-
-
-class TaskResults(BaseModel):
-    """The results of one expanded task, as returned by ``Flow.run()``."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    task_name: str
-    task_unique_name: str
-    unique_config: Dict[str, Any]
-    results: Optional[Dict[str, Any]] = None
-
 
 class Task(DependencyMixin, ABC):
     """The base class of class tasks; gives access to the run's bookkeeping and the results store.
@@ -108,7 +61,7 @@ class Task(DependencyMixin, ABC):
         results_store: Optional[Any] = None,
         resource: Optional[Any] = None,
         force: Optional[bool] = None,
-        expects: Optional[Dict[str, inspect.Parameter]] = None,
+        expects: Optional[Dict[str, "inspect.Parameter"]] = None,
         reduce: Optional[bool] = None,
         config: Optional[Dict[str, Any]] = None,
     ):
@@ -191,9 +144,11 @@ class Task(DependencyMixin, ABC):
         """Keyword arguments for the user's ``__init__`` or function: config values as MetaDicts where
         nested, additional kwargs unchanged."""
         config = self._config
-        if any(isinstance(v, (dict, list)) for v in config.values()):
-            # a copy: the task may change what it gets, the run's identity must not change
-            config = MetaDict(copy_json(config))
+        for value in config.values():
+            if isinstance(value, (dict, list)):
+                # a copy: the task may change what it gets, the run's identity must not change
+                config = MetaDict(copy_json(config))
+                break
         return {**config, **self._extra_kwargs}
 
     @property
@@ -253,8 +208,10 @@ class Task(DependencyMixin, ABC):
         return None
 
     @property
-    def info(self) -> TaskInfo:
+    def info(self) -> "TaskInfo":
         """A ``TaskInfo`` snapshot of the task's bookkeeping (empty names before the first run)."""
+        from fluidml._task_models import TaskInfo
+
         return TaskInfo(
             project_name=self.project_name or "",
             run_name=self.run_name or "",
@@ -293,16 +250,7 @@ class Task(DependencyMixin, ABC):
         store._register_result(name, self.name, uc)
 
     def _check_object_name(self, name: Any, type_: Optional[str], sub_dir: Optional[str]) -> None:
-        """Refuses, on every store, names the stores use for their own data: the bookkeeping names,
-        and a name whose file (with a built-in type) would replace a run's config.json or info."""
-        if name in RESERVED_RESULT_NAMES:
-            raise ValueError(f'Task "{self.unique_name}": "{name}" is reserved for fluidml; save under another name.')
-        extension = _BUILTIN_EXTENSIONS.get(type_)
-        file_name = f"{name}{extension}" if extension is not None and isinstance(name, str) else None
-        if file_name in _RESERVED_FILES and sub_dir in (None, "", "."):
-            raise ValueError(f'Task "{self.unique_name}": the object "{name}" of type {type_ or "pickle"!r} would be '
-                             f"saved as {file_name} and replace the run's own {file_name}; save it under another name "
-                             f"or type.")
+        check_object_name(self.unique_name, name, type_, sub_dir)
 
     def load(
         self,
@@ -416,14 +364,6 @@ class _FunctionTask(Task):
         return None
 
 
-def plain_history(history: Optional[Mapping[str, str]]) -> Optional[Dict[str, str]]:
-    """A run history as a plain dict (a shared ``RunHistory`` is flattened once)."""
-    if history is None or type(history) is dict:
-        return history  # type: ignore[return-value]
-    to_dict = getattr(history, "to_dict", None)
-    return to_dict() if to_dict is not None else dict(history)
-
-
 def task_for_spec(spec: "TaskSpec") -> Task:
     """A half-initialized task of ``spec`` (the user's ``__init__`` not called yet). The caller sets
     its config; the Flow creates one per expanded task, so this is on the hot path of building."""
@@ -456,3 +396,20 @@ _BLANK.update(_config=None, _extra_kwargs=None)
 PROTECTED_NAMES = frozenset(
     {n for n in dir(Task) if not n.startswith("__")} | set(_base_attributes()) | {"_pass_task"}
 )
+
+
+_MODELS = frozenset({"TaskInfo", "TaskResults"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODELS:  # pydantic is imported on first access, not by `import fluidml`
+        from fluidml import _task_models
+
+        value = getattr(_task_models, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | _MODELS)

@@ -11,7 +11,6 @@ from typing import Any, Callable, Dict, Optional, Union
 from fluidml.exception import RunConfigError
 from fluidml.executors.base import Completion, Executor, Job, RunSettings
 from fluidml.executors.local import LocalExecutor
-from fluidml.executors.ray import RayExecutor
 
 __all__ = ["Completion", "EXECUTORS", "Executor", "Job", "LocalExecutor", "ProcessExecutor", "RayExecutor",
            "RunSettings", "SlurmExecutor", "make_executor"]
@@ -29,6 +28,8 @@ def _processes(settings: RunSettings) -> Executor:
 
 
 def _ray(settings: RunSettings) -> Executor:
+    from fluidml.executors.ray import RayExecutor
+
     return RayExecutor(max_in_flight=settings.num_workers or None)
 
 
@@ -65,6 +66,10 @@ def make_executor(choice: Optional[Union[str, Executor]], settings: RunSettings)
 
 def __getattr__(name: str) -> Any:
     # imported on first use: `import fluidml` stays light, and so does a Slurm job's start-up
+    if name == "RayExecutor":
+        from fluidml.executors.ray import RayExecutor
+
+        return RayExecutor
     if name == "ProcessExecutor":
         from fluidml.executors.processes import ProcessExecutor
 

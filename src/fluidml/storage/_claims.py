@@ -31,7 +31,6 @@ from abc import ABC, abstractmethod
 from typing import Any, Callable, Dict, Optional, Set, Tuple
 
 from fluidml.config import hashed_config
-from fluidml.storage._filetypes import write_atomic
 
 __all__ = ["HEARTBEAT_INTERVAL", "LIVENESS", "STALE_AFTER", "ClaimBackend", "Claims", "FileClaims", "MongoClaims",
            "claims_for"]
@@ -274,6 +273,8 @@ class FileClaims(ClaimBackend):
                     (stale.get("token"), stale.get("_mtime")):
                 return False
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            from fluidml.storage._filetypes import write_atomic  # file-store claims only
+
             write_atomic(path, json.dumps(holder))
         return True
 
@@ -295,6 +296,8 @@ class FileClaims(ClaimBackend):
             os.utime(path)
         except FileNotFoundError:
             os.makedirs(os.path.dirname(path), exist_ok=True)
+            from fluidml.storage._filetypes import write_atomic  # file-store claims only
+
             write_atomic(path, json.dumps(holder))
 
     def heartbeat_age(self, token: str) -> Optional[float]:

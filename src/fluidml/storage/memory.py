@@ -4,7 +4,7 @@ import logging
 from typing import Any, Dict, Iterator, List, Optional
 
 from fluidml.config import config_digest
-from fluidml.storage.base import ResultsStore, RunRecord, StoreContext
+from fluidml.storage.base import SAVED_RESULTS, ResultsStore, RunRecord, StoreContext
 
 __all__ = ["InMemoryStore"]
 
@@ -47,6 +47,27 @@ class InMemoryStore(ResultsStore):
                 run = {}
             run[name] = obj
             self._runs[key] = run  # a manager dict only stores what is assigned
+
+    def get_results(self, task_name: str, task_unique_config: Dict) -> Optional[Dict[str, Any]]:
+        """All objects the run saved, or None if it saved nothing (the base class's loads, in one step)."""
+        run = self._runs.get((task_name, config_digest(task_unique_config)))
+        names = run.get(SAVED_RESULTS) if run is not None else None
+        if not names:
+            return None
+        return {name: run[name] for name in names if run.get(name) is not None}
+
+    def _register_result(self, name: Optional[str], task_name: str, task_unique_config: Dict) -> None:
+        """Adds ``name`` to the run's registry of saved results (the base class's load and save, in one
+        step: this runs for every saved object)."""
+        key = (task_name, config_digest(task_unique_config))
+        with self.lock:
+            run = self._runs.get(key)
+            if run is None:
+                run = {}
+            names = run.get(SAVED_RESULTS) or []
+            if name not in names:
+                run[SAVED_RESULTS] = [*names, name]
+                self._runs[key] = run
 
     def load(self, name: str, task_name: str, task_unique_config: Dict, **kwargs: Any) -> Optional[Any]:
         """The object ``name`` of the run, or None. ``lazy`` is accepted and has no effect in memory."""

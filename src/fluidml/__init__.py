@@ -17,13 +17,14 @@ from fluidml.task_requests import Allocation, Requests
 from fluidml.task_spec import TaskSpec
 
 if TYPE_CHECKING:
+    from fluidml.executors.pool import WorkerPool
     from fluidml.executors.slurm import SlurmExecutor
 
 __version__ = "0.4.0"
 
 __all__ = [
     "Allocation", "Flow", "PlanEntry", "RayExecutor", "Requests", "RunObserver", "RunSummary", "SlurmExecutor",
-    "Task", "TaskSpec", "__version__", "configure_logging", "sweep_table",
+    "Task", "TaskSpec", "WorkerPool", "__version__", "configure_logging", "sweep_table",
 ]
 
 
@@ -36,4 +37,8 @@ def __getattr__(name: str) -> Any:
         from fluidml.results import sweep_table
 
         return sweep_table
+    if name == "WorkerPool":  # warm worker processes; the process machinery is imported on first use
+        from fluidml.executors.pool import WorkerPool
+
+        return WorkerPool
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -241,3 +241,51 @@ def test_a_second_flow_on_a_busy_pool_gets_a_clear_error(tmp_path):
         first.join(60)
         assert errors and "already running a flow (one run at a time)" in errors[0]
         assert len(seen(wide(record_worker, 2).run(executor=pool, return_results="all", progress=False))) == 2
+
+
+INTERRUPTED = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    import fluidml
+    from fluidml import Flow, TaskSpec
+
+    def slow(i, task):
+        if i == 0:
+            open(sys.argv[1], "w").close()
+            time.sleep(600)
+        task.save(os.getpid(), "pid")
+
+    def interrupt_when_started():
+        while not os.path.exists(sys.argv[1]):
+            time.sleep(0.02)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    if __name__ == "__main__":
+        flow = Flow([TaskSpec(task=slow, config={"i": [0]}, expand="product")])
+        with fluidml.WorkerPool(2) as pool:
+            before = pool.pids
+            threading.Thread(target=interrupt_when_started, daemon=True).start()
+            try:
+                flow.run(executor=pool, progress=False)
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+            os.remove(sys.argv[1])
+            results = Flow([TaskSpec(task=slow, config={"i": [1, 2]}, expand="product")]).run(
+                executor=pool, progress=False, return_results="all")
+            print(" ".join(map(str, before)), "|", " ".join(map(str, pool.pids)), "|",
+                  " ".join(str(r.results["pid"]) for r in results["slow"]), flush=True)
+""")
+
+
+def test_after_ctrl_c_the_interrupted_worker_is_replaced_and_the_pool_serves_on(tmp_path):
+    script = tmp_path / "interrupted.py"
+    script.write_text(INTERRUPTED)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "started")], capture_output=True, text=True,
+                          env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == "interrupted"
+    before, after, used = ([int(pid) for pid in part.split()] for part in lines[-1].split("|"))
+    assert len(after) == 2 and len(set(before) & set(after)) == 1  # the interrupted one was replaced
+    assert set(used) <= set(after)
+    assert wait_until_gone(set(before) - set(after)) == []

@@ -289,3 +289,35 @@ def test_after_ctrl_c_the_interrupted_worker_is_replaced_and_the_pool_serves_on(
     assert len(after) == 2 and len(set(before) & set(after)) == 1  # the interrupted one was replaced
     assert set(used) <= set(after)
     assert wait_until_gone(set(before) - set(after)) == []
+
+
+REDEFINED = textwrap.dedent("""
+    import fluidml
+    from fluidml import Flow, TaskSpec
+
+    def work(i, task):
+        task.save("first", "version")
+
+    def versions(pool):
+        results = Flow([TaskSpec(task=work, config={"i": [1, 2, 3]}, expand="product")]).run(
+            executor=pool, progress=False, return_results="all")
+        return sorted({r.results["version"] for r in results["work"]})
+
+    if __name__ == "__main__":
+        with fluidml.WorkerPool(2) as pool:
+            print(versions(pool), flush=True)
+
+            def work(i, task):  # redefined, as a notebook cell run again would
+                task.save("second", "version")
+
+            print(versions(pool), flush=True)
+""")
+
+
+def test_a_function_redefined_in_main_runs_its_new_code(tmp_path):
+    script = tmp_path / "redefined.py"
+    script.write_text(REDEFINED)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["['first']", "['second']"]

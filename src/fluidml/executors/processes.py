@@ -226,6 +226,7 @@ class ProcessExecutor(Executor):
                 outcome = _unpack_outcome(outcome_data, job)
                 self._apply_writes(writes_data, buffers, outcome)
                 self._completions.append(Completion(task_id, outcome))
+                return  # a job's last message (what follows is seen by the next wait: one poll less per task)
             elif kind == LOG:
                 record = message[1]
                 logging.getLogger(record.name).handle(record)

@@ -358,6 +358,9 @@ SCENARIOS = [
             Metric("warm_pool_1_us_per_task", "{size} trivial tasks, second run on a `WorkerPool(1)`", "us/task"),
             Metric("first_run_2_us_per_task", "{size} trivial tasks, first run on a `WorkerPool(2)` (start-up "
                    "included)", "us/task"),
+            Metric("per_run_2_us_per_task", "{size} trivial tasks, `num_workers=2` (workers started for the run)",
+                   "us/task"),
+            Metric("warm_speedup", "`num_workers=2` run / second run on a `WorkerPool(2)`", "x"),
             Metric("ratio_2", "`WorkerPool(2)`, second run / (in process + round trip)", "x", at_most(1.2, "x")),
             Metric("ratio_1", "`WorkerPool(1)`, second run / (in process + round trip)", "x", at_most(1.2, "x")),
             Metric("joblib_parallel_us_per_task", "peer: joblib `Parallel(n_jobs=2)` (loky, reused), second call",

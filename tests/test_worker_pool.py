@@ -321,3 +321,14 @@ def test_a_function_redefined_in_main_runs_its_new_code(tmp_path):
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=180)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["['first']", "['second']"]
+
+
+def test_a_forgotten_pool_stops_its_workers_when_collected():
+    import gc
+
+    pool = fluidml.WorkerPool(2)
+    wide(record_worker, 2).run(executor=pool, progress=False)
+    pids = pool.pids
+    del pool
+    gc.collect()
+    assert wait_until_gone(pids) == []

@@ -45,7 +45,7 @@ EXECUTORS: Dict[str, Callable[[RunSettings], Executor]] = {
 }
 
 
-def make_executor(choice: Optional[Union[str, Executor]], settings: RunSettings) -> Executor:
+def make_executor(choice: Optional[Union[str, Executor, Any]], settings: RunSettings) -> Executor:
     """The executor of a run: ``choice`` is a name of ``EXECUTORS``, an ``Executor`` object, or None
     (the worker pool when more than one worker is useful, else this process). The executor is bound
     to the run's settings (``Executor.bind``) before it is returned."""
@@ -56,7 +56,7 @@ def make_executor(choice: Optional[Union[str, Executor]], settings: RunSettings)
     elif isinstance(choice, str) and choice in EXECUTORS:
         executor = EXECUTORS[choice](settings)
     elif _is_worker_pool(choice):  # warm workers: a fresh executor of one run on them
-        executor = choice.executor_for(settings)
+        executor = choice.executor_for(settings)  # type: ignore[union-attr]
     else:
         names = ", ".join(f'"{name}"' for name in EXECUTORS)
         raise RunConfigError(f"executor={choice!r} is not valid; use {names} or an Executor object such as "

@@ -74,9 +74,10 @@ def _make_popen() -> Any:
                 reduction.dump(process_obj, data)
             finally:
                 _context.set_spawning_popen(None)
-            self.sentinel, write_end = _fork_server().connect_to_new_process(self._fds)
+            self.sentinel, write_end = _fork_server().connect_to_new_process(self._fds)  # type: ignore[attr-defined]
             keep_open = os.dup(write_end)  # the child watches it: closed when this process ends
-            self.finalizer = util.Finalize(self, util.close_fds, (keep_open, self.sentinel))
+            self.finalizer = util.Finalize(self, util.close_fds,  # type: ignore[attr-defined]
+                                           (keep_open, self.sentinel))
             with open(write_end, "wb", closefd=True) as stream:
                 stream.write(data.getbuffer())
             self.pid = forkserver.read_signed(self.sentinel)

@@ -62,7 +62,7 @@ class WorkerPool:
     def pids(self) -> List[int]:
         """The process ids of the pool's current workers, in slot order."""
         workers = self._workers.workers if self._workers is not None else []
-        return [worker.pid for worker in sorted(workers, key=lambda worker: worker.slot)]
+        return [worker.pid for worker in sorted(workers, key=lambda worker: worker.slot) if worker.pid is not None]
 
     def close(self) -> None:
         """Stops the workers (and what their tasks started) and waits for them to exit. Calling it

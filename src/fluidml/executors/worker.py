@@ -1,7 +1,9 @@
 """The worker process of the process pool.
 
 A worker receives jobs from the parent over its pipe, runs each with ``run_task`` and sends back
-the outcome. Its log records and printed output travel to the parent on the same pipe, labelled
+the outcome. It may serve several runs (a ``WorkerPool``'s workers do): each run begins with a
+``RUN`` message (the run's store and log settings), and the user's modules it imported are
+imported afresh when their files changed (_fresh_code.py). Its log records and printed output travel to the parent on the same pipe, labelled
 with the worker's name. A store that only lives in the parent (e.g. an ``InMemoryStore``) is
 reached through a ``ParentStore`` (parent_store.py).
 
@@ -24,7 +26,7 @@ import sys
 import threading
 import traceback
 from multiprocessing.connection import wait
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, NoReturn, Optional, Sequence
 
 from tblib import pickling_support
 
@@ -221,7 +223,7 @@ def worker_main(conn: Any, worker: str, setup: bytes, lifeline: Any = None, pare
             _quit()
 
 
-def _exit_now(*streams: Any) -> None:
+def _exit_now(*streams: Any) -> NoReturn:
     """Ends the worker when the parent says stop: runs the exit handlers (``atexit``, which also
     joins processes a task started and flushes logging), then exits without tearing the interpreter
     down, which would cost more CPU than a short task."""

@@ -101,7 +101,7 @@ def main() -> None:
     round_trip_us = result["round_trip"] * 1e6
     baseline = per_task["in_process"] + round_trip_us
     emit({
-        "scenario": "warm_pool", "n": n,
+        "scenario": "warm_pool", "num_tasks": n,
         "in_process_us_per_task": per_task["in_process"],
         "round_trip_us": round_trip_us,
         "warm_pool_2_us_per_task": per_task["warm_2"],

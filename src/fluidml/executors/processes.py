@@ -172,10 +172,8 @@ class ProcessExecutor(Executor):
         self._cancelled = True
         self._interrupted = [worker for worker in self._set.workers if worker.job is not None]
         for worker in self._interrupted:
-            if not worker.ready:
-                kill_group(worker)
-                self._set.workers.remove(worker)
-                worker.conn.close()
+            if not worker.ready:  # its task never started: killed (with its group) and forgotten
+                self._set.discard(worker)
             else:
                 _signal(worker, signal.SIGINT)
         deadline = time.monotonic() + INTERRUPT_GRACE

@@ -396,4 +396,28 @@ SCENARIOS = [
             Metric("bare_python_cpu_seconds", "Slurm: CPU of `python -c pass`", "s"),
         ),
     ),
+    Scenario(
+        name="warm_pool",
+        script="bench_warm_pool.py",  # joblib's reused loky executor is the peer (the original has no pool)
+        sizes=(1000,),
+        quick_sizes=(50,),
+        original_max=0,
+        original_note="no warm pool in 0.3.4",
+        metrics=(
+            Metric("in_process_us_per_task", "{size} trivial tasks in this process (`num_workers=1`)", "us/task"),
+            Metric("round_trip_us", "a pipe round trip to a spawned process (small message)", "us/task"),
+            Metric("warm_pool_2_us_per_task", "{size} trivial tasks, second run on a `WorkerPool(2)`", "us/task"),
+            Metric("warm_pool_1_us_per_task", "{size} trivial tasks, second run on a `WorkerPool(1)`", "us/task"),
+            Metric("first_run_2_us_per_task", "{size} trivial tasks, first run on a `WorkerPool(2)` (start-up "
+                   "included)", "us/task"),
+            Metric("per_run_2_us_per_task", "{size} trivial tasks, `num_workers=2` (workers started for the run)",
+                   "us/task"),
+            Metric("warm_speedup", "`num_workers=2` run / second run on a `WorkerPool(2)`", "x"),
+            Metric("ratio_2", "`WorkerPool(2)`, second run / (in process + round trip)", "x", at_most(1.2, "x")),
+            Metric("ratio_1", "`WorkerPool(1)`, second run / (in process + round trip)", "x", at_most(1.2, "x")),
+            Metric("joblib_parallel_us_per_task", "peer: joblib `Parallel(n_jobs=2)` (loky, reused), second call",
+                   "us/task"),
+            Metric("loky_map_us_per_task", "peer: loky's reused executor, `map` (one task per message)", "us/task"),
+        ),
+    ),
 ]

@@ -94,7 +94,7 @@ def test_output_writer_sends_each_complete_line_once():
         def send(self, message):
             sent.append(message)
 
-    from fluidml.executors.worker import _OutputWriter
+    from fluidml.executors._worker_io import OutputWriter as _OutputWriter
 
     writer = _OutputWriter(Channel(), "stdout", io.StringIO())
     for text in ["a", "b\nc", "d", "\n", "tail"]:

@@ -10,7 +10,8 @@ that a program does not use.
 from typing import TYPE_CHECKING, Any, List
 
 if TYPE_CHECKING:
-    from fluidml.driver import RunObserver, RunSummary
+    from fluidml.run_summary import RunObserver, RunSummary
+    from fluidml.executors.pool import WorkerPool
     from fluidml.executors.ray import RayExecutor
     from fluidml.executors.slurm import SlurmExecutor
     from fluidml.flow import Flow
@@ -25,15 +26,16 @@ __version__ = "0.5.0"
 
 __all__ = [
     "Allocation", "Flow", "PlanEntry", "RayExecutor", "Requests", "RunObserver", "RunSummary", "SlurmExecutor",
-    "Task", "TaskSpec", "__version__", "configure_logging", "sweep_table",
+    "Task", "TaskSpec", "WorkerPool", "__version__", "configure_logging", "sweep_table",
 ]
 
 #: The module each public name is imported from, on first access.
 _LAZY = {
     "Allocation": "fluidml.task_requests", "Flow": "fluidml.flow", "PlanEntry": "fluidml.planner",
-    "RayExecutor": "fluidml.executors.ray", "Requests": "fluidml.task_requests", "RunObserver": "fluidml.driver",
-    "RunSummary": "fluidml.driver", "SlurmExecutor": "fluidml.executors.slurm", "Task": "fluidml.task",
-    "TaskSpec": "fluidml.task_spec", "configure_logging": "fluidml.logging", "sweep_table": "fluidml.results",
+    "RayExecutor": "fluidml.executors.ray", "Requests": "fluidml.task_requests", "RunObserver": "fluidml.run_summary",
+    "RunSummary": "fluidml.run_summary", "SlurmExecutor": "fluidml.executors.slurm", "Task": "fluidml.task",
+    "TaskSpec": "fluidml.task_spec", "WorkerPool": "fluidml.executors.pool", "configure_logging": "fluidml.logging",
+    "sweep_table": "fluidml.results",
 }
 
 

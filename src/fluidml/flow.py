@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # networkx is imported when a graph is built (it is slow to i
 
     from fluidml.driver import RunObserver
     from fluidml.executors.base import Executor
+    from fluidml.executors.pool import WorkerPool
     from fluidml.planner import PlanEntry
     from fluidml.storage.base import ResultsStore
     from fluidml.task import TaskResults
@@ -120,7 +121,7 @@ class Flow:
         return_results: Optional[str] = None,
         observers: Sequence["RunObserver"] = (),
         progress: bool = True,
-        executor: Optional[Union[str, "Executor"]] = None,
+        executor: Optional[Union[str, "Executor", "WorkerPool"]] = None,
         requests: Optional[Dict[str, Any]] = None,
         cache: str = "config",
     ) -> Optional[Dict[str, List["TaskResults"]]]:
@@ -156,7 +157,8 @@ class Flow:
                 runtime this process is connected to, else ``RAY_ADDRESS``, else a new local one),
                 ``"slurm"`` (a ``SlurmExecutor()``: one Slurm job per task), or an executor object
                 such as ``RayExecutor(address="ray://head:10001")``. With Ray and Slurm,
-                ``num_workers`` (if given) caps the tasks in flight.
+                ``num_workers`` (if given) caps the tasks in flight. A ``fluidml.WorkerPool`` runs
+                on its warm workers (``num_workers``/``resources``, if given, must match the pool's).
             requests: What tasks need on a cluster, by task name (``Requests`` or a dict such as
                 ``{"train": {"gpus": 0.25}}``); replaces the specs' own ``requests`` for this run.
             cache: ``"config"``: a task's stored run is reused when its unique config matches (and

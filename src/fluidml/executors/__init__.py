@@ -2,10 +2,11 @@
 a Ray cluster (``RayExecutor``, which imports Ray only when it starts) or as Slurm jobs
 (``SlurmExecutor``). The worker pool and the Slurm executor are imported on first use.
 
-``Flow.run(executor=...)`` chooses here, in one place: a name of ``EXECUTORS`` or an ``Executor``
-object. A new executor is one module plus one entry in ``EXECUTORS``.
+``Flow.run(executor=...)`` chooses here, in one place: a name of ``EXECUTORS``, an ``Executor``
+object, or a ``WorkerPool`` (warm worker processes, pool.py). A new executor is one module plus one entry in ``EXECUTORS``.
 """
 
+import sys
 from typing import Any, Callable, Dict, Optional, Union
 
 from fluidml.exception import RunConfigError
@@ -13,7 +14,7 @@ from fluidml.executors.base import Completion, Executor, Job, RunSettings
 from fluidml.executors.local import LocalExecutor
 
 __all__ = ["Completion", "EXECUTORS", "Executor", "Job", "LocalExecutor", "ProcessExecutor", "RayExecutor",
-           "RunSettings", "SlurmExecutor", "make_executor"]
+           "RunSettings", "SlurmExecutor", "WorkerPool", "make_executor"]
 
 
 def _local(settings: RunSettings) -> Executor:
@@ -45,7 +46,7 @@ EXECUTORS: Dict[str, Callable[[RunSettings], Executor]] = {
 }
 
 
-def make_executor(choice: Optional[Union[str, Executor]], settings: RunSettings) -> Executor:
+def make_executor(choice: Optional[Union[str, Executor, Any]], settings: RunSettings) -> Executor:
     """The executor of a run: ``choice`` is a name of ``EXECUTORS``, an ``Executor`` object, or None
     (the worker pool when more than one worker is useful, else this process). The executor is bound
     to the run's settings (``Executor.bind``) before it is returned."""
@@ -55,13 +56,20 @@ def make_executor(choice: Optional[Union[str, Executor]], settings: RunSettings)
         executor = choice
     elif isinstance(choice, str) and choice in EXECUTORS:
         executor = EXECUTORS[choice](settings)
+    elif _is_worker_pool(choice):  # warm workers: a fresh executor of one run on them
+        executor = choice.executor_for(settings)  # type: ignore[union-attr]
     else:
         names = ", ".join(f'"{name}"' for name in EXECUTORS)
         raise RunConfigError(f"executor={choice!r} is not valid; use {names} or an Executor object such as "
-                             f"fluidml.RayExecutor(address=...) or fluidml.SlurmExecutor(partition=...).",
+                             f"fluidml.RayExecutor(address=...), fluidml.SlurmExecutor(partition=...) or a fluidml.WorkerPool(...).",
                              key="executor")
     executor.bind(settings)
     return executor
+
+
+def _is_worker_pool(choice: Any) -> bool:
+    pool_module = sys.modules.get("fluidml.executors.pool")  # (not imported: no pool exists)
+    return pool_module is not None and isinstance(choice, pool_module.WorkerPool)
 
 
 def __getattr__(name: str) -> Any:
@@ -78,4 +86,8 @@ def __getattr__(name: str) -> Any:
         from fluidml.executors.slurm import SlurmExecutor
 
         return SlurmExecutor
+    if name == "WorkerPool":
+        from fluidml.executors.pool import WorkerPool
+
+        return WorkerPool
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,29 +11,26 @@ worker.py). A task's timeout is enforced inside its worker, which dies of SIGALR
 does not stop within the grace period; the parent reports that as ``TaskTimeoutError``.
 """
 
-import contextlib
 import logging
-import multiprocessing
 import os
 import pickle
 import signal
 import sys
-import threading
 import time
 import traceback
 from collections import deque
 from multiprocessing.connection import wait
-from typing import Any, Deque, Dict, Iterator, List, Optional
-
+from typing import Any, Callable, Deque, Dict, List, Optional
 
 from fluidml import _timeouts
 from fluidml.exception import TaskFailedError
 from fluidml.executors import _pickling
 from fluidml.executors._shipping import SpecTable, unshippable_kwarg
 from fluidml.executors._tmux import TmuxPanes
+from fluidml.executors._worker_io import CALL, DONE, FATAL, JOB, LOG, OUTPUT, READY, REPLY, RUN, SPECS
+from fluidml.executors._workers import WorkerProcess, WorkerSet, kill_group, worker_resources
 from fluidml.executors.base import Completion, Executor, Job
 from fluidml.executors.parent_store import answer_call, apply_writes, snapshot
-from fluidml.executors.worker import CALL, DONE, FATAL, JOB, LOG, OUTPUT, READY, REPLY, SPECS, STOP, worker_main
 from fluidml.runner import Outcome
 from fluidml.storage.base import ResultsStore
 from fluidml.task import TaskState
@@ -44,29 +41,6 @@ logger = logging.getLogger(__name__)
 
 #: Seconds a worker may take to end its task after Ctrl-C before it is killed.
 INTERRUPT_GRACE = 10.0
-#: Seconds a worker may take to exit after being asked to, before it is terminated.
-EXIT_GRACE = 2.0
-
-
-def worker_resources(resources: List[Any], num_workers: int) -> List[Any]:
-    """One resource per worker: in order when the counts match; otherwise round robin, so that no
-    two workers share a resource while another one is free."""
-    if not resources:
-        return [None] * num_workers
-    return [resources[i % len(resources)] for i in range(num_workers)]
-
-
-class _Worker:
-    """The parent's record of one worker process."""
-
-    def __init__(self, slot: int, name: str, process: Any, conn: Any):
-        self.slot = slot
-        self.name = name
-        self.process = process
-        self.conn = conn
-        self.job: Optional[Job] = None
-        self.specs_sent = 0  # how many of the spec table's specs it has
-        self.ready = False  # it started and reported READY
 
 
 class ProcessExecutor(Executor):
@@ -80,100 +54,74 @@ class ProcessExecutor(Executor):
         start_method: ``"spawn"``, ``"fork"`` or ``"forkserver"`` (used through a context only).
         tmux_session: A tmux session name to show each worker's log in a pane of, or None.
         max_panes_per_window: Panes per tmux window.
+        workers: Workers that outlive this run (a ``WorkerPool``'s); ``num_workers``, ``resources``
+            and ``start_method`` are then theirs. By default the run starts its own, stopped at its end.
+        on_shutdown: Called when the run is over (a ``WorkerPool`` is free again).
     """
 
     def __init__(self, num_workers: int, store: ResultsStore, resources: Optional[List[Any]] = None,
-                 start_method: str = "spawn", tmux_session: Optional[str] = None, max_panes_per_window: int = 4):
-        self.capacity = num_workers
-        self.description = f"on {num_workers} worker processes ({start_method})"
+                 start_method: str = "spawn", tmux_session: Optional[str] = None, max_panes_per_window: int = 4,
+                 workers: Optional[WorkerSet] = None, on_shutdown: Optional[Callable[[], None]] = None):
+        self._set = workers if workers is not None else WorkerSet(num_workers, resources, start_method)
+        self._owns_workers = workers is None
+        self._on_shutdown = on_shutdown
+        self.capacity = self._set.size
+        kept = "" if self._owns_workers else ", kept warm"
+        self.description = f"on {self.capacity} worker processes ({self._set.start_method}{kept})"
         self._store = store
         self._store_in_workers = bool(getattr(store, "process_safe", False))
-        self._resources = worker_resources(resources or [], num_workers)
-        self._context: Any = multiprocessing.get_context(start_method)
         self._tmux_session = tmux_session
         self._max_panes = max_panes_per_window
         self._tmux: Optional[TmuxPanes] = None
-        self._workers: List[_Worker] = []
-        self._idle: Deque[_Worker] = deque()
+        self._idle: Deque[WorkerProcess] = deque()
         self._completions: Deque[Completion] = deque()
         self._specs = SpecTable()
-        self._setups: List[bytes] = []  # per worker slot: its store, resource and log settings, pickled
+        self._run_setups: List[bytes] = []  # per worker slot: the run's store and log settings, pickled
         self._started = False
-        self._start_method = start_method
         self._cancelled = False  # after Ctrl-C, workers go with what their tasks started
-        self._lifeline: Any = None  # (reader, writer): workers hold the reader; its writer closes when we end
+        self._interrupted: List[WorkerProcess] = []  # workers whose task Ctrl-C interrupted
 
     # ------------------------------------------------------------------------------ life cycle
 
     def _ensure_started(self) -> None:
-        """Starts every worker at once (they boot in parallel; jobs wait in their pipes meanwhile)."""
+        """Starts every missing worker at once (they boot in parallel; jobs wait in their pipes meanwhile)."""
         if self._started:
             return
         self._started = True
         if self._tmux_session is not None:
             self._tmux = TmuxPanes.open(self._tmux_session, self.capacity, self._max_panes)
         store_for_workers = self._store if self._store_in_workers else None
-        self._lifeline = self._context.Pipe(duplex=False)
         for slot in range(self.capacity):
-            setup = {
-                "store": store_for_workers, "resource": self._resources[slot],
-                "log_level": logging.getLogger().getEffectiveLevel(),
-                "log_file": self._tmux.log_files[slot] if self._tmux is not None else None,
-                "timeout_grace": _timeouts.TIMEOUT_GRACE,
-            }
+            setup = {"store": store_for_workers, "log_level": logging.getLogger().getEffectiveLevel(),
+                     "log_file": self._tmux.log_files[slot] if self._tmux is not None else None}
             try:
-                self._setups.append(_pickling.dumps(setup))
+                self._run_setups.append(_pickling.dumps(setup))
             except Exception as exc:
-                what = "resource" if store_for_workers is None else "results store or resource"
-                raise TypeError(f"The {what} of worker {slot + 1} cannot be sent to a worker process: {exc}") from exc
-        for slot in range(self.capacity):
-            self._spawn(slot)
-
-    def _spawn(self, slot: int) -> _Worker:
-        name = f"worker-{slot + 1}"
-        parent_conn, child_conn = self._context.Pipe(duplex=True)
-        reader, writer = self._lifeline
-        forked = self._start_method == "fork"
-        args = (child_conn, name, self._setups[slot], reader,
-                None if self._start_method == "forkserver" else os.getpid(),  # (a fork server is its parent)
-                [parent_conn.fileno(), writer.fileno()] if forked else [])
-        process = self._context.Process(target=worker_main, args=args, name=name,
-                                        daemon=False)  # not daemonic: tasks may start processes
-        with _sigint_ignored():
-            process.start()
-        child_conn.close()
-        worker = _Worker(slot, name, process, parent_conn)
-        self._workers.append(worker)
-        self._idle.append(worker)
-        return worker
+                raise TypeError(f"The results store {type(self._store).__name__} cannot be sent to a worker process: "
+                                f"{exc}") from exc
+        self._set.fill()
+        self._idle.extend(worker for worker in self._set.workers if worker.job is None)
 
     def shutdown(self) -> None:
-        """Asks idle workers to exit and terminates busy ones. A background thread waits for them
-        (their interpreters take a moment to wind down) and kills any that outlive ``EXIT_GRACE``,
-        so ``run()`` returns at once and no process is left behind. After Ctrl-C (``cancel``),
-        every worker's group is killed at once: the interrupted tasks reported, and what they
-        started goes with them."""
-        for worker in self._workers:
-            try:
-                if self._cancelled:
-                    _kill_group(worker)
-                elif worker.job is None:
-                    worker.conn.send((STOP,))
-                else:
-                    worker.process.terminate()  # as if interrupted (see worker.py)
-            except OSError:
-                pass
-            worker.conn.close()
-        processes = [worker.process for worker in self._workers]
-        if processes:
-            threading.Thread(target=_reap, args=(processes, self._lifeline), name="fluidml-reaper",
-                             daemon=True).start()
-        self._lifeline = None
-        self._workers.clear()
+        """Workers of this run: asks idle ones to exit and terminates busy ones; a background thread
+        waits for them and kills any that outlive ``EXIT_GRACE``, so ``run()`` returns at once and no
+        process is left behind. After Ctrl-C (``cancel``), every worker's group is killed at once.
+        A pool's workers stay, except those that still had a task or were interrupted: they are
+        killed with their groups, and replaced when the next run starts."""
+        if self._owns_workers:
+            self._set.stop(kill=self._cancelled, wait_for_exit=False)
+        else:
+            for worker in list(self._set.workers):
+                if worker.job is not None or worker in self._interrupted:
+                    self._set.discard(worker)
+                worker.serving = None
         self._idle.clear()
+        self._interrupted = []
         if self._tmux is not None:
             self._tmux.close()
             self._tmux = None
+        if self._on_shutdown is not None:
+            self._on_shutdown()
 
     # ------------------------------------------------------------------------------------ jobs
 
@@ -196,6 +144,9 @@ class ProcessExecutor(Executor):
         worker = self._idle.popleft()
         worker.job = job
         try:
+            if worker.serving is not self:  # its first job of this run
+                worker.conn.send((RUN, self._run_setups[worker.slot]))
+                worker.serving, worker.specs_sent = self, 0
             if worker.specs_sent < len(self._specs.specs):
                 worker.conn.send((SPECS, self._specs.payload))
                 worker.specs_sent = len(self._specs.specs)
@@ -219,22 +170,21 @@ class ProcessExecutor(Executor):
         or finished), then kills the workers that did not. Returns every outstanding completion;
         jobs of workers that were still starting never ran and are not reported."""
         self._cancelled = True
-        for worker in list(self._workers):
-            if worker.job is not None and not worker.ready:
-                _kill_group(worker)
-                self._workers.remove(worker)
-                worker.conn.close()
-            elif worker.job is not None:
+        self._interrupted = [worker for worker in self._set.workers if worker.job is not None]
+        for worker in self._interrupted:
+            if not worker.ready:  # its task never started: killed (with its group) and forgotten
+                self._set.discard(worker)
+            else:
                 _signal(worker, signal.SIGINT)
         deadline = time.monotonic() + INTERRUPT_GRACE
         try:
-            while any(w.job is not None for w in self._workers) and time.monotonic() < deadline:
+            while any(w.job is not None for w in self._set.workers) and time.monotonic() < deadline:
                 self._wait(timeout=deadline - time.monotonic())
         except KeyboardInterrupt:
             pass  # a second Ctrl-C: stop waiting
-        for worker in self._workers:
+        for worker in self._set.workers:
             if worker.job is not None:
-                _kill_group(worker)
+                kill_group(worker)
                 self._fail(worker, KeyboardInterrupt(), TaskState.KILLED)
         completions = list(self._completions)
         self._completions.clear()
@@ -244,22 +194,22 @@ class ProcessExecutor(Executor):
 
     def _wait(self, timeout: Optional[float] = None) -> None:
         """Blocks until a worker sends something or dies, and handles it."""
-        by_object: Dict[Any, _Worker] = {}
-        for worker in self._workers:
+        by_object: Dict[Any, WorkerProcess] = {}
+        for worker in self._set.workers:
             by_object[worker.conn] = worker
             by_object[worker.process.sentinel] = worker
         for ready in wait(list(by_object), timeout):
             worker = by_object[ready]
-            if worker not in self._workers:
+            if worker not in self._set.workers:
                 continue  # replaced while handling an earlier event of this round
             if ready is worker.conn:
                 self._receive(worker)
             elif not worker.conn.poll():  # died, and nothing left to read from it
                 self._died(worker)
 
-    def _receive(self, worker: _Worker) -> None:
+    def _receive(self, worker: WorkerProcess) -> None:
         """Handles every message waiting in the worker's pipe."""
-        while worker in self._workers and worker.conn.poll():
+        while worker in self._set.workers and worker.conn.poll():
             try:
                 message = worker.conn.recv()
             except (EOFError, OSError):
@@ -274,6 +224,7 @@ class ProcessExecutor(Executor):
                 outcome = _unpack_outcome(outcome_data, job)
                 self._apply_writes(writes_data, buffers, outcome)
                 self._completions.append(Completion(task_id, outcome))
+                return  # a job's last message (what follows is seen by the next wait: one poll less per task)
             elif kind == LOG:
                 record = message[1]
                 logging.getLogger(record.name).handle(record)
@@ -298,15 +249,12 @@ class ProcessExecutor(Executor):
             outcome.state, outcome.error, outcome.store_failed = TaskState.FAILED, exc, True
             outcome.traceback = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
-    def _died(self, worker: _Worker) -> None:
+    def _died(self, worker: WorkerProcess) -> None:
         """A worker process ended unasked: its task fails (killed after its timeout's grace, or lost
         with its worker), what the task started is ended, and a fresh worker takes its place."""
-        _kill_group(worker)  # (before it is reaped: its group id is still its own)
-        worker.process.join(EXIT_GRACE)  # its exit code tells how it ended
-        self._workers.remove(worker)
+        self._set.discard(worker)  # (killed with its group, then joined: its exit code tells how it ended)
         if worker in self._idle:
             self._idle.remove(worker)
-        worker.conn.close()
         job = worker.job
         limit = job.task._requests.timeout if job is not None and job.task._requests is not None else None
         if job is not None and limit is not None and worker.process.exitcode == -signal.SIGALRM:
@@ -316,9 +264,9 @@ class ProcessExecutor(Executor):
             self._fail(worker, TaskFailedError(_death_message(worker)), TaskState.FAILED, lost=True)
         else:
             logger.warning("%s", _death_message(worker))
-        self._spawn(worker.slot)
+        self._idle.append(self._set.spawn(worker.slot))
 
-    def _fail(self, worker: _Worker, error: BaseException, state: TaskState, lost: bool = False) -> None:
+    def _fail(self, worker: WorkerProcess, error: BaseException, state: TaskState, lost: bool = False) -> None:
         job = worker.job
         assert job is not None
         worker.job = None
@@ -329,54 +277,7 @@ class ProcessExecutor(Executor):
         self._completions.append(Completion(job.task_id, outcome))
 
 
-def _reap(processes: List[Any], lifeline: Any) -> None:
-    """Waits for stopped workers to exit; kills (with their groups) those that take longer than
-    ``EXIT_GRACE``; then closes the lifeline."""
-    deadline = time.monotonic() + EXIT_GRACE
-    for process in processes:
-        process.join(max(0.0, deadline - time.monotonic()))
-        if process.is_alive():
-            _kill_process_group(process.pid)
-            process.kill()
-            process.join()
-    if lifeline is not None:
-        for end in lifeline:
-            end.close()
-
-
-def _kill_group(worker: _Worker) -> None:
-    """Kills a worker and everything in its process group."""
-    _kill_process_group(worker.process.pid)
-    with contextlib.suppress(OSError):
-        worker.process.kill()
-
-
-def _kill_process_group(pid: Optional[int]) -> None:
-    if pid is None or not hasattr(os, "killpg"):
-        return
-    with contextlib.suppress(OSError):
-        if os.getpgid(pid) == pid:  # it leads its group (not yet, while it starts)
-            os.killpg(pid, signal.SIGKILL)
-
-
-@contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Starts a worker with SIGINT ignored (it inherits that through exec, until it installs its own
-    handler), so that a Ctrl-C while it imports prints no traceback. A Ctrl-C meanwhile is held
-    (blocked) and delivered here right after. Only the main thread may change signal handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-
-
-def _death_message(worker: _Worker) -> str:
+def _death_message(worker: WorkerProcess) -> str:
     code = worker.process.exitcode
     job = worker.job
     task = f'task "{job.task.unique_name}"' if job is not None else "no task"
@@ -393,7 +294,7 @@ def _death_message(worker: _Worker) -> str:
     return f"Worker process {worker.name} (pid {worker.process.pid}) {how} while running {task}."
 
 
-def _signal(worker: _Worker, signum: int) -> None:
+def _signal(worker: WorkerProcess, signum: int) -> None:
     try:
         os.kill(worker.process.pid, signum)
     except (ProcessLookupError, TypeError):

@@ -1,7 +1,9 @@
 """The worker process of the process pool.
 
 A worker receives jobs from the parent over its pipe, runs each with ``run_task`` and sends back
-the outcome. Its log records and printed output travel to the parent on the same pipe, labelled
+the outcome. It may serve several runs (a ``WorkerPool``'s workers do): each run begins with a
+``RUN`` message (the run's store and log settings), and the user's modules it imported are
+imported afresh when their files changed (_fresh_code.py). Its log records and printed output travel to the parent on the same pipe, labelled
 with the worker's name. A store that only lives in the parent (e.g. an ``InMemoryStore``) is
 reached through a ``ParentStore`` (parent_store.py).
 
@@ -16,8 +18,6 @@ report to, and writing to the closed pipe would only print tracebacks.
 
 import atexit
 import contextlib
-import io
-import itertools
 import logging
 import os
 import pickle
@@ -26,181 +26,27 @@ import sys
 import threading
 import traceback
 from multiprocessing.connection import wait
-from typing import Any, ContextManager, Dict, List, Optional, Sequence, Tuple
+from typing import Any, List, NoReturn, Optional, Sequence
 
 from tblib import pickling_support
 
 from fluidml.exception import TaskFailedError
 from fluidml.executors import _pickling
+from fluidml.executors._fresh_code import CodeWatch
 from fluidml.executors._shipping import load_specs, resolve_specs
-from fluidml.executors._signals import interrupts_deferred
+from fluidml.executors._worker_io import (
+    DONE, FATAL, JOB, READY, RUN, SPECS, Channel, ForwardingHandler, OutputWriter, ParentGone,
+)
 from fluidml.executors.parent_store import ParentStore, Write
 from fluidml.runner import Outcome, error_text, run_task
 from fluidml.storage.base import ResultsStore
 from fluidml.task import TaskState
 
-__all__ = ["Channel", "ParentGone", "pack_outcome", "worker_main"]
-
-# Messages from a worker to the parent.
-DONE, LOG, OUTPUT, CALL, FATAL, READY = "done", "log", "output", "call", "fatal", "ready"
-# Messages from the parent to a worker.
-JOB, SPECS, REPLY, STOP = "job", "specs", "reply", "stop"
+__all__ = ["pack_outcome", "worker_main"]
 
 #: Seconds a worker told to stop (SIGTERM, or its parent died) gives its task before it kills its group.
 ORPHAN_GRACE = 2.0
 _PR_SET_PDEATHSIG = 1
-
-
-class ParentGone(OSError):
-    """The pipe to the parent is closed: the parent process ended."""
-
-
-class Channel:
-    """The worker's end of its pipe. Sends from several threads are serialized, and each store call
-    is numbered so that a reply left over from an interrupted call is never taken for the next one."""
-
-    def __init__(self, conn: Any):
-        self.conn = conn
-        self.broken = False  # the parent is gone
-        self._send_lock = threading.Lock()
-        self._call_lock = threading.Lock()
-        self._numbers = itertools.count()
-
-    def send(self, message: Tuple) -> None:
-        """Sends a message; raises ``ParentGone`` once the parent is gone."""
-        if self.broken:
-            raise ParentGone("the parent process is gone")
-        with self._send_lock, _sigint_blocked():
-            try:
-                self.conn.send(message)
-            except (OSError, EOFError) as error:
-                self.broken = True
-                raise ParentGone("the parent process is gone") from error
-
-    def send_with_buffers(self, message: Tuple, buffers: List[Any]) -> None:
-        """Sends ``message`` followed by raw ``buffers`` (see ``_pickling.send_with_buffers``); raises
-        ``ParentGone`` once the parent is gone."""
-        if self.broken:
-            raise ParentGone("the parent process is gone")
-        with self._send_lock, _sigint_blocked():
-            try:
-                _pickling.send_with_buffers(self.conn, message, buffers)
-            except (OSError, EOFError) as error:
-                self.broken = True
-                raise ParentGone("the parent process is gone") from error
-
-    def call(self, method: str, args: Tuple, kwargs: Dict[str, Any]) -> Any:
-        """Calls ``method`` on the parent's store and returns its result (or raises its error)."""
-        with self._call_lock:
-            number = next(self._numbers)
-            try:
-                payload = _pickling.dumps((method, args, kwargs))
-            except Exception as exc:
-                raise TypeError(
-                    f"store.{method}(): the arguments cannot be sent to the parent process, which holds the "
-                    f"results store ({exc}). Save picklable objects, or use a LocalFileStore."
-                ) from exc
-            with _sigint_blocked():  # a message cut in half would leave the pipe unreadable
-                self.send((CALL, number, payload))
-                while True:
-                    kind, reply_number, ok, value = self.conn.recv()
-                    if kind == REPLY and reply_number == number:
-                        break
-        if not ok:
-            raise value
-        return pickle.loads(value)
-
-
-def _sigint_blocked() -> ContextManager[None]:
-    """Defers Ctrl-C, SIGTERM and a timeout's alarm while a message is written or read during a task
-    (they are delivered right after; outside a task SIGINT is ignored anyway)."""
-    return interrupts_deferred(_GATE.busy)
-
-
-class _ForwardingHandler(logging.Handler):
-    """Sends the worker's log records to the parent (message formatted, exception as text)."""
-
-    def __init__(self, channel: Channel, worker: str):
-        super().__init__()
-        self.channel = channel
-        self.worker = worker
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            record.worker = self.worker
-            record.msg = record.getMessage()
-            record.args = None
-            if record.exc_info:
-                record.exc_text = record.exc_text or logging.Formatter().formatException(record.exc_info)
-                record.exc_info = None
-            try:
-                self.channel.send((LOG, record))
-            except ParentGone:
-                raise
-            except Exception:  # e.g. an unpicklable `extra` value: send the standard fields only
-                plain = {k: v for k, v in vars(record).items() if k in _RECORD_FIELDS}
-                self.channel.send((LOG, logging.makeLogRecord({**plain, "worker": self.worker})))
-        except ParentGone:
-            pass  # nobody left to read it
-        except Exception:
-            self.handleError(record)
-
-
-_RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({})))
-
-
-class _OutputWriter(io.TextIOBase):
-    """Replaces the worker's ``sys.stdout`` / ``sys.stderr``: complete lines go to the parent (and to
-    the worker's log file for tmux, if any)."""
-
-    def __init__(self, channel: Channel, stream: str, original: Any, tee: Optional[Any] = None):
-        super().__init__()
-        self._channel = channel
-        self._stream = stream
-        self._original = original
-        self._tee = tee
-        self._pending: List[str] = []  # text after the last line break (a list: appending stays O(1))
-        self._lock = threading.Lock()
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return "utf-8"
-
-    def writable(self) -> bool:
-        return True
-
-    def fileno(self) -> int:
-        """The process's real descriptor, for code that needs one (a subprocess's stdout, faulthandler);
-        what is written to it directly goes to the console unlabelled."""
-        return int(self._original.fileno())
-
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        with self._lock:
-            head, newline, tail = text.rpartition("\n")  # only the new text is searched: linear in the output
-            if newline:
-                self._pending.append(head + newline)
-                self._send("".join(self._pending))
-                self._pending = [tail] if tail else []
-            elif text:
-                self._pending.append(text)
-        return len(text)
-
-    def flush(self) -> None:
-        with self._lock:
-            if self._pending:
-                text, self._pending = "".join(self._pending), []
-                self._send(text)
-
-    def _send(self, text: str) -> None:
-        try:
-            self._channel.send((OUTPUT, self._stream, text))
-        except ParentGone:
-            pass  # nobody left to read it
-        if self._tee is not None:
-            self._tee.write(text)
-            self._tee.flush()
 
 
 class _InterruptGate:
@@ -245,11 +91,11 @@ def _quit() -> None:
         os._exit(1)
 
 
-def _follow_parent(parent_pid: Optional[int], lifeline: Any) -> None:
+def _follow_parent(parent_pid: Optional[int], lifeline: Any, deathsig: bool = True) -> None:
     """Makes the worker leader of its own process group and stop (SIGTERM) when its parent dies."""
     with contextlib.suppress(OSError, AttributeError):
         os.setpgid(0, 0)
-    if sys.platform.startswith("linux"):
+    if deathsig and sys.platform.startswith("linux"):
         import ctypes
 
         with contextlib.suppress(OSError, AttributeError):
@@ -271,13 +117,34 @@ def _watch_lifeline(lifeline: Any) -> None:
 _GATE = _InterruptGate()
 
 
+class _RunSettings:
+    """What a worker holds for the run it serves (``RUN`` message): the store, the specs, the log."""
+
+    def __init__(self, channel: Channel, worker: str, stdout: OutputWriter, stderr: OutputWriter):
+        self.channel, self.worker, self.streams = channel, worker, (stdout, stderr)
+        self.store: Optional[ResultsStore] = None
+        self.specs: List[Any] = []
+        self.log_file: Optional[Any] = None
+
+    def begin(self, data: bytes) -> None:
+        options = pickle.loads(data)
+        self.store = options["store"] if options["store"] is not None else ParentStore(self.channel.call)
+        self.specs = []
+        if self.log_file is not None:
+            self.log_file.close()
+        self.log_file = open(options["log_file"], "a", encoding="utf-8") if options["log_file"] else None
+        for stream in self.streams:
+            stream.tee = self.log_file
+        _setup_logging(self.channel, self.worker, options["log_level"], self.log_file)
+
+
 def _setup_logging(channel: Channel, worker: str, level: int, log_file: Optional[Any]) -> None:
     """Replaces every handler (the user's main module may have added its own when it was imported
     again here) with one that forwards to the parent, so no line is printed twice."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    root.addHandler(_ForwardingHandler(channel, worker))
+    root.addHandler(ForwardingHandler(channel, worker))
     if log_file is not None:
         file_handler = logging.StreamHandler(log_file)
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-8s %(message)s", "%H:%M:%S"))
@@ -286,23 +153,22 @@ def _setup_logging(channel: Channel, worker: str, level: int, log_file: Optional
 
 
 def worker_main(conn: Any, worker: str, setup: bytes, lifeline: Any = None, parent_pid: Optional[int] = None,
-                close_fds: Sequence[int] = ()) -> None:
-    """The worker's life: set up from ``setup`` (store, resource, log level, log file, timeout
-    grace), then run jobs until the parent says stop or goes away. ``lifeline``: the pipe whose
-    other end only the parent holds; ``close_fds``: descriptors inherited through fork that are the
-    parent's alone."""
+                close_fds: Sequence[int] = (), deathsig: bool = True) -> None:
+    """The worker's life: set up from ``setup`` (resource, timeout grace), then serve runs (each
+    begins with a ``RUN`` message: store, log level, log file) until the parent says stop or goes
+    away. ``lifeline``: the pipe whose other end only the parent holds; ``close_fds``: descriptors
+    inherited through fork that are the parent's alone; ``deathsig``: also stop when the thread
+    that started this worker ends (Linux), which a pool that outlives its run cannot rely on."""
     for fd in close_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
-    channel = Channel(conn)
     gate = _GATE
+    channel = Channel(conn, lambda: gate.busy)
     gate.install()  # (SIGINT was ignored while this process started: no traceback from a Ctrl-C then)
-    _follow_parent(parent_pid, lifeline)
+    _follow_parent(parent_pid, lifeline, deathsig)
     try:
         options = pickle.loads(setup)
-        store = options["store"] if options["store"] is not None else ParentStore(channel.call)
         resource = options["resource"]
-        log_file = open(options["log_file"], "a", encoding="utf-8") if options["log_file"] else None
         channel.send((READY,))
     except ParentGone:
         _quit()
@@ -310,33 +176,43 @@ def worker_main(conn: Any, worker: str, setup: bytes, lifeline: Any = None, pare
         with contextlib.suppress(ParentGone):
             channel.send((FATAL, traceback.format_exc()))
         return
-    _setup_logging(channel, worker, options["log_level"], log_file)
-    specs: List[Any] = []
-    stdout = _OutputWriter(channel, "stdout", sys.stdout, log_file)
-    stderr = _OutputWriter(channel, "stderr", sys.stderr, log_file)
+    stdout = OutputWriter(channel, "stdout", sys.stdout)
+    stderr = OutputWriter(channel, "stderr", sys.stderr)
     sys.stdout, sys.stderr = stdout, stderr  # type: ignore[assignment]
+    run = _RunSettings(channel, worker, stdout, stderr)
+    code = CodeWatch()
     while True:
         try:
             message = conn.recv()
         except (EOFError, OSError):
             _quit()  # the parent is gone: nothing left to report to
-        if message[0] == SPECS:
-            specs = load_specs(message[1])
+        if message[0] == RUN:
+            code.forget_if_changed()
+            try:
+                run.begin(message[1])
+            except Exception:  # e.g. the store cannot be opened here: the run stops with this error
+                with contextlib.suppress(ParentGone):
+                    channel.send((FATAL, traceback.format_exc()))
+                _exit_now(stdout, stderr)
             continue
-        if message[0] != JOB:
+        if message[0] == SPECS:
+            run.specs = load_specs(message[1])
+            continue
+        if message[0] != JOB or run.store is None:
             _exit_now(stdout, stderr)
         _, task_id, payload, sizes = message
         buffers = _pickling.receive_buffers(conn, sizes)
         gate.busy, gate.interrupted = True, False
         try:
-            outcome = _run_job(payload, buffers, specs, store, resource, options.get("timeout_grace"))
+            outcome = _run_job(payload, buffers, run.specs, run.store, resource, options.get("timeout_grace"))
         except KeyboardInterrupt as exc:  # interrupted outside the task's own code
             outcome = Outcome(TaskState.KILLED, error=exc, traceback="KeyboardInterrupt\n")
         finally:
             gate.busy = False
         stdout.flush()
         stderr.flush()
-        writes = store.take_writes() if isinstance(store, ParentStore) else []
+        code.note_new_modules()
+        writes = run.store.take_writes() if isinstance(run.store, ParentStore) else []
         out_of_band: List[Any] = []
         data = _pack_writes(writes, out_of_band)
         try:
@@ -347,7 +223,7 @@ def worker_main(conn: Any, worker: str, setup: bytes, lifeline: Any = None, pare
             _quit()
 
 
-def _exit_now(*streams: Any) -> None:
+def _exit_now(*streams: Any) -> NoReturn:
     """Ends the worker when the parent says stop: runs the exit handlers (``atexit``, which also
     joins processes a task started and flushes logging), then exits without tearing the interpreter
     down, which would cost more CPU than a short task."""

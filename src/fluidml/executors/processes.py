@@ -11,11 +11,13 @@ worker.py). A task's timeout is enforced inside its worker, which dies of SIGALR
 does not stop within the grace period; the parent reports that as ``TaskTimeoutError``.
 """
 
+import importlib
 import logging
 import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -101,6 +103,12 @@ class ProcessExecutor(Executor):
                                 f"{exc}") from exc
         self._set.fill()
         self._idle.extend(worker for worker in self._set.workers if worker.job is None)
+        if self._set.start_method != "fork" and "fluidml._task_models" not in sys.modules:
+            # pydantic (for the TaskResults a run returns) loads while this process waits for its
+            # workers, not after the run. Never with fork: a fork while a thread imports could copy
+            # a held import lock into the new worker.
+            threading.Thread(target=importlib.import_module, args=("fluidml._task_models",), daemon=True,
+                             name="fluidml-preload").start()
 
     def shutdown(self) -> None:
         """Workers of this run: asks idle ones to exit and terminates busy ones; a background thread

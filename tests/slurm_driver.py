@@ -7,6 +7,7 @@ results in STORE_DIR, and prints ``RESULTS {json}`` at the end. The cluster come
 """
 
 import json
+import signal
 import sys
 
 import slurm_tasks as t
@@ -26,4 +27,7 @@ def wait(store_dir: str, folder: str, hold: str = "") -> None:
 
 
 if __name__ == "__main__":
+    # SIGHUP ends the driver as it ends a program whose login session is lost, also where the tests
+    # run under nohup (which ignores SIGHUP in every process it starts)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     {"wait": wait}[sys.argv[1]](*sys.argv[2:])

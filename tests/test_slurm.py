@@ -376,7 +376,11 @@ def test_a_driver_started_again_waits_for_the_jobs_of_the_stopped_one(slurm_clus
     if not queued:
         _wait_for(lambda: (folder / "runs").exists(), first, "the job's start")
     first.send_signal(signum)
-    first.communicate(timeout=30)
+    try:
+        first.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        first.kill()
+        raise AssertionError(f"the driver did not end on {signum.name}:\n{first.communicate()[0]}") from None
     assert slurm_cluster.job_states()[job] == ("PENDING" if queued else "RUNNING")
     submitted = [job_id for job_id, name, _ in slurm_cluster.jobs() if name == "wait_for_release"]
     second = _driver(["wait", store, str(folder)], slurm_cluster)
@@ -396,4 +400,4 @@ def test_a_driver_started_again_waits_for_the_jobs_of_the_stopped_one(slurm_clus
     results = json.loads(next(line for line in lines if line.startswith("RESULTS "))[8:])
     assert results["wait_for_release"] == [{"job": job}] and results["after"][0]["after"]["after"] == job
     assert (folder / "runs").read_text().split() == [job]  # it ran once
-    assert [job_id for job_id, name, _ in slurm_cluster.jobs() if name == "wait_for_release"] == submitted
+    assert sorted(job_id for job_id, name, _ in slurm_cluster.jobs() if name == "wait_for_release") == sorted(submitted)

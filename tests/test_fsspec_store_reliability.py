@@ -191,12 +191,16 @@ def allocate(tmp_path, url, options, whos, count):
     script.write_text(ALLOCATOR)
     procs = [subprocess.Popen([sys.executable, str(script), url, options, who, str(count)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for who in whos]
-    outputs = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
-        outputs.append(json.loads(out.splitlines()[-1]))
-    return outputs
+    try:
+        done = [proc.communicate(timeout=300) + (proc.returncode,) for proc in procs]
+    finally:
+        for proc in procs:  # one that failed or timed out leaves no process behind
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    for out, err, returncode in done:
+        assert returncode == 0, err
+    return [json.loads(out.splitlines()[-1]) for out, _, _ in done]
 
 
 def test_concurrent_allocations_never_share_a_run(tmp_path, shared):

@@ -37,13 +37,20 @@ assert [task.state.value for task in flow._tasks] == ["finished"] * 4, [task.sta
 '''
 
 
-def loaded_after(code: str) -> list:
+def modules_after(code: str) -> list:
     """The names in ``sys.modules`` after running ``code`` in a fresh interpreter."""
     probe = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
     env = {**os.environ, "PYTHONPATH": SRC}
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def loaded_after(code: str) -> list:
+    """The modules ``code`` loads beyond those a bare interpreter of this machine starts with (a
+    ``.pth`` file of the environment may import e.g. ``certifi`` at start-up, before any code runs)."""
+    at_start = set(modules_after(""))
+    return [m for m in modules_after(code) if m not in at_start]
 
 
 def heavy_in(modules: list) -> list:

@@ -182,27 +182,11 @@ class FileAccess:
         """Writes ``data`` to ``path`` only if no object is there; False if one is."""
         with self.guard("creating", path):
             if self.kind == "local":
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                temp = temp_path(path)
-                try:
-                    with open(temp, "wb") as f:
-                        f.write(data)
-                    os.link(temp, path)  # fails if the name exists: the create is atomic
-                    return True
-                except FileExistsError:
-                    return False
-                except OSError as error:  # no hard links here: an exclusive create, then the bytes
-                    if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
-                        raise
-                    try:
-                        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-                    except FileExistsError:
-                        return False
-                    with os.fdopen(fd, "wb") as f:
-                        f.write(data)
-                    return True
-                finally:
-                    remove_path(temp)
+                for _ in range(_DIRECTORY_RETRIES):
+                    created = _create_local(path, data)
+                    if created is not None:
+                        return created
+                raise FileNotFoundError(f"the directory of {path} is removed as often as it is made")
             if self.kind == "memory":
                 with _memory_lock:
                     if self.fs.exists(path):
@@ -368,3 +352,36 @@ class FileAccess:
 
 def _base(name: str) -> str:
     return name.rstrip("/").rsplit("/", 1)[-1]
+
+
+#: How often a local create remakes a directory that another process removed meanwhile (it removes
+#: a run directory it lost to a concurrent process, which may be the one this process makes next).
+_DIRECTORY_RETRIES = 20
+
+
+def _create_local(path: str, data: bytes) -> Optional[bool]:
+    """One attempt at an exclusive local create: True, False if ``path`` exists, None if its
+    directory vanished between the steps (try again)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    temp = temp_path(path)
+    try:
+        with open(temp, "wb") as f:
+            f.write(data)
+        os.link(temp, path)  # fails if the name exists: the create is atomic
+        return True
+    except FileExistsError:
+        return False
+    except FileNotFoundError:
+        return None
+    except OSError as error:  # no hard links here: an exclusive create, then the bytes
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+            raise
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return True
+    finally:
+        remove_path(temp)

@@ -73,9 +73,16 @@ class RayHead:
             "--include-dashboard=false", f"--temp-dir={self.dir / 'tmp'}", "--disable-usage-stats")
 
     def _ray_start(self, *args: str) -> subprocess.Popen:
-        ray_cli = str(Path(sys.executable).with_name("ray"))
-        return subprocess.Popen([ray_cli, "start", "--block", "--node-ip-address=127.0.0.1", *args], env=self.env,
-                                stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        # Ray's own console script, run by this python (its ``ray`` file may sit in another bin/,
+        # e.g. in a virtual environment made with --system-site-packages)
+        ray_cli = [sys.executable, "-c", "import sys; from ray.scripts.scripts import main; sys.argv[0] = 'ray'; "
+                                         "sys.exit(main())"]
+        try:
+            return subprocess.Popen([*ray_cli, "start", "--block", "--node-ip-address=127.0.0.1", *args],
+                                    env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        except BaseException:
+            self.log.close()
+            raise
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         """Waits until the head accepts a driver (its GCS and client ports listen)."""

@@ -5,6 +5,7 @@ import datetime
 import functools
 import json
 import re
+from collections import abc  # isinstance against typing.Mapping costs ~10 µs a call
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -44,7 +45,7 @@ def run_state(record: RunRecord) -> str:
 
 def run_extras(info: Optional[Mapping[str, Any]]) -> Dict[str, Any]:
     """The ``"fluidml"`` dict of a stored info (unique name, host, pid, worker, error), ``{}`` if it has none."""
-    extra = info.get("fluidml") if isinstance(info, Mapping) else None
+    extra = info.get("fluidml") if isinstance(info, abc.Mapping) else None
     return extra if isinstance(extra, dict) else {}
 
 
@@ -64,7 +65,7 @@ def rows_of(source: Any, task_name: str) -> List[Row]:
             raise UnknownNameError(f'The store has no task "{task_name}"; its tasks: '
                                    f"{', '.join(source.task_names()) or 'none'}.", task_name=task_name)
         return [_stored_row(source, record) for record in records]
-    if isinstance(source, Mapping):
+    if isinstance(source, abc.Mapping):
         if task_name not in source:
             raise UnknownNameError(
                 f'The results hold no task "{task_name}"; they hold: {", ".join(sorted(source)) or "none"}. '

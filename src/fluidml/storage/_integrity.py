@@ -197,16 +197,21 @@ def load_checked(path: str, entry: Dict[str, Any], load: Callable[[Any], Any], o
     function failed. Without integrity data (stores of fluidml 0.3.4 and 0.4.0), undecodable bytes
     count as damage.
     """
-    problem = check_entry(path, entry)
-    if problem is not None:
-        raise Damaged(problem)
     crc, size = entry.get("crc32"), entry.get("size")
-    checked = bool(crc) and (verify or (size is not None and size <= ALWAYS_VERIFIED))
+    small = size is not None and size <= ALWAYS_VERIFIED
+    checked = bool(crc) and (verify or small)
+    if not (checked and raw and opener is not None and small):  # those are sized as they are read
+        problem = check_entry(path, entry)
+        if problem is not None:
+            raise Damaged(problem)
     try:
         if checked and raw and opener is not None:
             with opener() as file:
-                if size is not None and size <= ALWAYS_VERIFIED:  # small: read once, check, load from memory
-                    reader = io.BytesIO(file.read())
+                if small:  # read once, check, load from memory
+                    data = file.read(size + 1)
+                    if len(data) != size:
+                        raise Damaged(f"has {size_of(path)} bytes, {size} were saved")
+                    reader = io.BytesIO(data)
                     reader.name = path  # as the file's, for load functions that look at it
                     actual = hex_crc(zlib.crc32(reader.getbuffer()))
                     obj = None if actual != crc else load(reader)

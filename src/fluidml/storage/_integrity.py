@@ -208,7 +208,7 @@ def load_checked(path: str, entry: Dict[str, Any], load: Callable[[Any], Any], o
         if checked and raw and opener is not None:
             with opener() as file:
                 if small:  # read once, check, load from memory
-                    data = file.read(size + 1)
+                    data = file.read(ALWAYS_VERIFIED + 1)
                     if len(data) != size:
                         raise Damaged(f"has {size_of(path)} bytes, {size} were saved")
                     reader = io.BytesIO(data)

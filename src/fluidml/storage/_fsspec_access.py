@@ -24,7 +24,7 @@ import threading
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from fluidml.exception import FluidmlError, ResultsStoreError
-from fluidml.storage._filetypes import remove_path, replace_into_place, temp_path
+from fluidml.storage._filetypes import remove_path, replace_into_place, temp_path, write_new_file
 from fluidml.storage._fsspec_errors import S3_CONFIG, bucket_missing, import_driver, safe_url, secrets, storage_error
 
 __all__ = ["PIECE", "READ_PIECE", "FileAccess", "Sink"]
@@ -377,11 +377,9 @@ def _create_local(path: str, data: bytes) -> Optional[bool]:
         if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
             raise
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            write_new_file(path, data)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
         return True
     finally:
         remove_path(temp)

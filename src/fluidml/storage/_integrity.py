@@ -200,13 +200,14 @@ def load_checked(path: str, entry: Dict[str, Any], load: Callable[[Any], Any], o
     crc, size = entry.get("crc32"), entry.get("size")
     small = size is not None and size <= ALWAYS_VERIFIED
     checked = bool(crc) and (verify or small)
-    if not (checked and raw and opener is not None and small):  # those are sized as they are read
+    streamed = opener if checked and raw else None  # opens an object checksummed as it is read
+    if streamed is None or not small:  # a small streamed object is sized as it is read
         problem = check_entry(path, entry)
         if problem is not None:
             raise Damaged(problem)
     try:
-        if checked and raw and opener is not None:
-            with opener() as file:
+        if streamed is not None:
+            with streamed() as file:
                 if small:  # read once, check, load from memory
                     data = file.read(ALWAYS_VERIFIED + 1)
                     if len(data) != size:
